@@ -1,1 +1,17 @@
-//! placeholder
+//! Test harness for the end-to-end suite and the component crates' tests: a real etcd (single
+//! member or a cluster) on free loopback ports, a tiny busybox image built offline and
+//! containers run from it, DNS queries over UDP and TCP with a fake upstream server, and a
+//! syslog receiver. Everything a test starts is stopped when its handle is dropped, also on panic.
+
+pub mod dns;
+pub mod docker;
+pub mod etcd;
+pub mod process;
+pub mod syslog;
+pub mod wait;
+
+pub use dns::{DnsClient, FakeUpstream};
+pub use docker::{ContainerSpec, TestContainer, TestDocker};
+pub use etcd::{EtcdCluster, EtcdServer};
+pub use syslog::{SyslogMessage, SyslogReceiver};
+pub use wait::wait_until;

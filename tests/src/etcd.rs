@@ -1,0 +1,337 @@
+//! A real etcd (Debian's `etcd-server`) on free loopback ports with a temporary data directory:
+//! one member, or a cluster of several that a test can stop and restart member by member.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::EtcdSettings;
+use etcd_client::Client;
+use tempfile::TempDir;
+
+use crate::process::{free_tcp_port, spawn_tied};
+
+/// The etcd binary; `HARNESS_ETCD` overrides it.
+pub fn etcd_binary() -> String {
+    std::env::var("HARNESS_ETCD").unwrap_or_else(|_| "/usr/bin/etcd".to_owned())
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    fn spawn(&mut self, initial_cluster: &str, token: &str) {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open the etcd log file");
+        let log_err = log.try_clone().expect("clone the etcd log file handle");
+        let mut command = Command::new(etcd_binary());
+        command
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--listen-client-urls", &self.client_url()])
+            .args(["--advertise-client-urls", &self.client_url()])
+            .args(["--listen-peer-urls", &self.peer_url()])
+            .args(["--initial-advertise-peer-urls", &self.peer_url()])
+            .args(["--initial-cluster", initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", token])
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        let child = spawn_tied(command).unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (install Debian's etcd-server: tests/setup.sh): {e}",
+                etcd_binary()
+            )
+        });
+        self.child = Some(child);
+    }
+
+    fn exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(Some(_))),
+            None => true,
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A running etcd cluster of one or more members; dropped → every member killed, data removed.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    members: Vec<Member>,
+    initial_cluster: String,
+    token: String,
+    _dir: TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until the cluster serves linearizable reads.
+    pub async fn start(size: usize) -> Self {
+        assert!(size > 0, "an etcd cluster needs at least one member");
+        let mut last_error = String::new();
+        // A port picked as free can be taken by another test before etcd binds it: retry.
+        for _ in 0..3 {
+            let mut cluster = Self::spawn(size);
+            match cluster.wait_ready().await {
+                Ok(()) => return cluster,
+                Err(err) => last_error = err,
+            }
+        }
+        panic!("etcd did not start: {last_error}");
+    }
+
+    fn spawn(size: usize) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("harness-etcd-")
+            .tempdir()
+            .expect("create a temporary directory for etcd");
+        let members: Vec<Member> = (0..size)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client_port: free_tcp_port(),
+                peer_port: free_tcp_port(),
+                data_dir: dir.path().join(format!("m{i}.etcd")),
+                log_path: dir.path().join(format!("m{i}.log")),
+                child: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("harness-{}-{}", std::process::id(), members[0].client_port);
+        let mut cluster = Self {
+            members,
+            initial_cluster,
+            token,
+            _dir: dir,
+        };
+        for i in 0..size {
+            cluster.spawn_member(i);
+        }
+        cluster
+    }
+
+    fn spawn_member(&mut self, index: usize) {
+        let (initial, token) = (self.initial_cluster.clone(), self.token.clone());
+        self.members[index].spawn(&initial, &token);
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        for index in 0..self.members.len() {
+            if self.members[index].child.is_none() {
+                continue;
+            }
+            loop {
+                if self.members[index].exited() {
+                    let member = &self.members[index];
+                    return Err(format!(
+                        "member {} exited; its log ends with:\n{}",
+                        member.name,
+                        member.log_tail()
+                    ));
+                }
+                if self.member_answers(index).await {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    let member = &self.members[index];
+                    return Err(format!(
+                        "member {} not ready after {READY_TIMEOUT:?}; its log ends with:\n{}",
+                        member.name,
+                        member.log_tail()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn member_answers(&self, index: usize) -> bool {
+        let Ok(mut settings) = EtcdSettings::new(&self.members[index].client_url()) else {
+            return false;
+        };
+        settings.connect_timeout = Duration::from_secs(1);
+        settings.request_timeout = Duration::from_secs(2);
+        match settings.connect().await {
+            // A linearizable read succeeds only once the cluster has a leader.
+            Ok(mut client) => client.get("/harness/ready", None).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    /// Number of members (running or stopped).
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Comma-separated client URLs of every member, as `ETCD_MACHINES` takes them.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(Member::client_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Client URL of one member.
+    pub fn member_endpoint(&self, index: usize) -> String {
+        self.members[index].client_url()
+    }
+
+    /// Connection settings for the whole cluster.
+    pub fn settings(&self) -> EtcdSettings {
+        EtcdSettings::new(&self.endpoints()).expect("harness endpoints are valid")
+    }
+
+    /// A connected client for the whole cluster.
+    pub async fn client(&self) -> Client {
+        self.settings()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to the harness etcd: {e}"))
+    }
+
+    /// A connected client for one member only.
+    pub async fn member_client(&self, index: usize) -> Client {
+        EtcdSettings::new(&self.member_endpoint(index))
+            .expect("harness endpoint is valid")
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("connect to etcd member {index}: {e}"))
+    }
+
+    /// Kills one member (as a crashed host would).
+    pub fn stop_member(&mut self, index: usize) {
+        self.members[index].kill();
+    }
+
+    /// Starts a stopped member again on the same ports and data, and waits until it serves.
+    pub async fn restart_member(&mut self, index: usize) {
+        assert!(
+            self.members[index].child.is_none(),
+            "member {index} is running"
+        );
+        self.spawn_member(index);
+        if let Err(err) = self.wait_ready().await {
+            panic!("etcd member {index} did not come back: {err}");
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            member.kill();
+        }
+    }
+}
+
+/// A single-member etcd.
+#[derive(Debug)]
+pub struct EtcdServer {
+    cluster: EtcdCluster,
+}
+
+impl EtcdServer {
+    /// Starts one member on free loopback ports and waits until it serves.
+    pub async fn start() -> Self {
+        Self {
+            cluster: EtcdCluster::start(1).await,
+        }
+    }
+
+    /// Its client URL, e.g. `http://127.0.0.1:41234`.
+    pub fn endpoint(&self) -> String {
+        self.cluster.member_endpoint(0)
+    }
+
+    /// `127.0.0.1:<port>`, as registry URIs take it (`skydns2://127.0.0.1:41234/domain`).
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.cluster.members[0].client_port)
+    }
+
+    /// Connection settings.
+    pub fn settings(&self) -> EtcdSettings {
+        self.cluster.settings()
+    }
+
+    /// A connected client.
+    pub async fn client(&self) -> Client {
+        self.cluster.client().await
+    }
+
+    /// Kills the server (data is kept for `restart`).
+    pub fn stop(&mut self) {
+        self.cluster.stop_member(0);
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.cluster.restart_member(0).await;
+    }
+}
+
+/// The events of the next watch response that has any (etcd first sends an empty "created"
+/// response); panics if none arrives within `timeout` or the stream ends.
+pub async fn next_watch_events(
+    stream: &mut etcd_client::WatchStream,
+    timeout: Duration,
+) -> Vec<etcd_client::Event> {
+    let next = async {
+        loop {
+            match stream.message().await {
+                Ok(Some(response)) if !response.events().is_empty() => {
+                    return response.events().to_vec();
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the etcd watch stream ended"),
+                Err(e) => panic!("the etcd watch failed: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, next)
+        .await
+        .unwrap_or_else(|_| panic!("no etcd watch event within {timeout:?}"))
+}
