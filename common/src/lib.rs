@@ -1,11 +1,15 @@
 //! Shared by registrator, skydns and logspout: the etcd key schema, the service record and
 //! service model, and the plumbing every component needs (etcd and Docker connections, the
-//! shutdown signal, the retry policy). Each concept is defined here once.
+//! shutdown signal, the retry policy, Go-style flags, logging, metrics over HTTP). Each concept
+//! is defined here once.
 
 pub mod backoff;
+pub mod cli;
 pub mod docker;
 pub mod etcd;
+pub mod http;
 pub mod keys;
+pub mod logging;
 pub mod record;
 pub mod service;
 pub mod shutdown;
