@@ -67,37 +67,24 @@ async fn etcd_put_get_and_watch_a_service_record() {
 async fn a_key_on_a_lease_disappears_when_the_lease_expires() {
     let etcd = EtcdServer::start().await;
     let mut client = etcd.client().await;
+    const KEY: &str = "/skydns/local/test/web/a";
     let lease = client.lease_grant(2, None).await.unwrap();
     client
         .put(
-            "/skydns/local/test/web/a",
+            KEY,
             r#"{"host":"127.0.0.1"}"#,
             Some(PutOptions::new().with_lease(lease.id())),
         )
         .await
         .unwrap();
-    assert_eq!(
-        client
-            .get("/skydns/local/test/web/a", None)
-            .await
-            .unwrap()
-            .count(),
-        1
-    );
-    let mut stream = client
-        .watch("/skydns/local/test/web/a", None)
-        .await
-        .unwrap();
+    let count = |mut client: etcd_client::Client| async move {
+        client.get(KEY, None).await.unwrap().count()
+    };
+    assert_eq!(count(client.clone()).await, 1);
+    let mut stream = client.watch(KEY, None).await.unwrap();
     let events = next_watch_events(&mut stream, WAIT).await;
     assert_eq!(events[0].event_type(), EventType::Delete);
-    assert_eq!(
-        client
-            .get("/skydns/local/test/web/a", None)
-            .await
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(count(client.clone()).await, 0);
 }
 
 #[tokio::test]
