@@ -105,3 +105,21 @@ pub async fn bind_udp_tcp_on(
         .ok()?;
     Some((udp, tcp))
 }
+
+/// Path of a binary of another workspace crate (`registrator`, `skydns`, `logspout`), built
+/// into the same target directory as the running test (`cargo test --workspace` builds them).
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("path of the running test binary");
+    // target/<profile>/deps/<test binary> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lives in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build -p {name}` (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
