@@ -235,6 +235,16 @@ impl ContainerSpec {
         self
     }
 
+    /// Publishes `port/tcp` on a free port of `host_ip` (a loopback address such as 127.0.0.2).
+    pub fn publish_on(mut self, host_ip: &str, port: u16) -> Self {
+        self.ports.push(PortSpec {
+            key: format!("{port}/tcp"),
+            host_port: Some(0),
+            host_ip: host_ip.to_owned(),
+        });
+        self
+    }
+
     /// Exposes `port/tcp` without publishing it.
     pub fn expose(mut self, port: u16) -> Self {
         self.ports.push(PortSpec {

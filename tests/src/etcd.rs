@@ -58,7 +58,7 @@ impl Member {
             .args(["--initial-cluster", initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", token])
-            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .stdin(Stdio::null())
             .stdout(log)

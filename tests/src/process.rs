@@ -123,3 +123,63 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     );
     path
 }
+
+/// A workspace binary running as a child process; stopped with SIGTERM (then SIGKILL after
+/// 10 s) and reaped when dropped. Its output goes to a log file, printed if a test panics.
+#[derive(Debug)]
+pub struct RunningBinary {
+    name: String,
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl RunningBinary {
+    /// Starts [`workspace_binary`]`(name)` with `args` and extra environment variables.
+    pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = tempfile::NamedTempFile::new().expect("create a log file");
+        let mut command = Command::new(workspace_binary(name));
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.reopen().expect("reopen the log file"))
+            .stderr(log.reopen().expect("reopen the log file"));
+        let child = spawn_tied(command).unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+        }
+    }
+
+    /// What the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// Panics (showing its log) if the process has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited early with {status}:\n{}", self.name, self.log());
+        }
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = terminate(&self.child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ----\n{}", self.name, self.log());
+        }
+    }
+}
