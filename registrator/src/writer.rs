@@ -1,0 +1,476 @@
+//! The registry writer: the only task that writes to etcd. It keeps the records every known
+//! container should have, writes the difference, retries failed writes until they land, keeps
+//! one lease per instance alive with `-ttl`, re-registers everything on a fresh lease when the
+//! lease is lost, and removes this instance's records on shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use common::backoff::Backoff;
+use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::options::Ttl;
+
+/// Bound on removing this instance's records at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One record: where, what, and which service it stands for (for the log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub service_id: String,
+}
+
+/// What the container watcher asks of the writer.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// The records a container should have now (replacing what it had).
+    Set {
+        container: String,
+        entries: Vec<Entry>,
+    },
+    /// The container is gone: remove its records.
+    Remove { container: String },
+    /// Stop renewing the container's records: they expire with the TTL (or stay, without one).
+    Abandon { container: String },
+    /// Rewrite every record (after a resync), in case someone removed one by hand.
+    Rewrite,
+    /// `-cleanup`: records a previous run of this host may have left for containers that are
+    /// not running; each is removed unless a running container wants it.
+    Purge { entries: Vec<Entry> },
+}
+
+/// Why a flush stopped.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("etcd {what} {key}: {source}")]
+    Request {
+        what: &'static str,
+        key: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    #[error("the lease expired; registering everything on a new lease")]
+    LeaseLost,
+}
+
+#[derive(Debug, Clone)]
+struct Owned {
+    /// Order of the last `Set`: when two containers claim one key, the latest wins.
+    seq: u64,
+    short_id: String,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Written {
+    value: String,
+    container: String,
+    service_id: String,
+}
+
+/// The writer's state; run it with [`RegistryWriter::run`].
+pub struct RegistryWriter {
+    client: Client,
+    ttl: Option<Ttl>,
+    keep_on_exit: bool,
+    metrics: Metrics,
+    lease: Option<i64>,
+    keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    containers: HashMap<String, Owned>,
+    /// What this instance believes is in etcd.
+    written: BTreeMap<String, Written>,
+    /// Records to move to a lease that is not renewed.
+    abandoned: Vec<Entry>,
+    rewrite_all: bool,
+    /// Keys to remove unless wanted (`-cleanup`), with their service IDs.
+    purge: BTreeMap<String, String>,
+    seq: u64,
+}
+
+impl std::fmt::Debug for RegistryWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryWriter")
+            .field("lease", &self.lease)
+            .field("records", &self.written.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+fn lease_not_found(err: &etcd_client::Error) -> bool {
+    err.to_string().contains("lease not found")
+}
+
+impl RegistryWriter {
+    pub fn new(client: Client, ttl: Option<Ttl>, keep_on_exit: bool, metrics: Metrics) -> Self {
+        Self {
+            client,
+            ttl,
+            keep_on_exit,
+            metrics,
+            lease: None,
+            keeper: None,
+            containers: HashMap::new(),
+            written: BTreeMap::new(),
+            abandoned: Vec::new(),
+            rewrite_all: false,
+            purge: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Applies commands and writes them until `commands` closes or `shutdown` is cancelled, then
+    /// removes this instance's records (unless told to keep them).
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        let retry_policy = Backoff {
+            max_delay: Duration::from_secs(5),
+            ..Backoff::default()
+        };
+        let mut delays = retry_policy.delays();
+        let mut retry_at: Option<Instant> = None;
+        let mut dirty = false;
+        let refresh_every = self.ttl.map_or(Duration::from_secs(3600), |t| t.refresh);
+        let mut refresh = tokio::time::interval_at(Instant::now() + refresh_every, refresh_every);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if dirty && retry_at.is_none() {
+                let flushed = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    result = self.flush() => result,
+                };
+                match flushed {
+                    Ok(()) => {
+                        dirty = false;
+                        delays = retry_policy.delays();
+                    }
+                    Err(err) => {
+                        if !matches!(err, WriteError::LeaseLost) {
+                            self.metrics.etcd_errors.inc();
+                        }
+                        let delay = delays.next().unwrap_or(retry_policy.max_delay);
+                        tracing::warn!(error = %err, retry_in = ?delay, "etcd write failed, will retry");
+                        retry_at = Some(Instant::now() + delay);
+                    }
+                }
+            }
+            let retry_sleep = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        self.apply(command);
+                        dirty = true;
+                    }
+                    None => break,
+                },
+                () = retry_sleep => retry_at = None,
+                _ = refresh.tick(), if self.ttl.is_some() => {
+                    if self.keep_alive().await {
+                        dirty = true;
+                    }
+                }
+            }
+        }
+        if !self.keep_on_exit {
+            if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.remove_all())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "could not remove every record within {SHUTDOWN_TIMEOUT:?}; the rest expire with the TTL"
+                );
+            }
+        } else {
+            tracing::info!(records = self.written.len(), "keeping records on exit");
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Set { container, entries } => {
+                self.seq += 1;
+                let short_id = short(&container);
+                self.containers.insert(
+                    container,
+                    Owned {
+                        seq: self.seq,
+                        short_id,
+                        entries,
+                    },
+                );
+            }
+            Command::Remove { container } => {
+                self.containers.remove(&container);
+            }
+            Command::Abandon { container } => {
+                let Some(owned) = self.containers.remove(&container) else {
+                    return;
+                };
+                let wanted = self.wanted();
+                for entry in owned.entries {
+                    if wanted.contains_key(&entry.key) {
+                        continue;
+                    }
+                    if let Some(written) = self.written.remove(&entry.key) {
+                        tracing::info!(
+                            container = %owned.short_id, service = %written.service_id,
+                            "no longer renewed (failed container, -deregister on-success)"
+                        );
+                        if self.ttl.is_some() {
+                            self.abandoned.push(entry);
+                        }
+                    }
+                }
+            }
+            Command::Rewrite => self.rewrite_all = true,
+            Command::Purge { entries } => {
+                self.purge
+                    .extend(entries.into_iter().map(|e| (e.key, e.service_id)));
+            }
+        }
+    }
+
+    /// Every key some container wants, with the value of the latest claim.
+    fn wanted(&self) -> BTreeMap<String, (Written, String)> {
+        let mut owners: Vec<(&String, &Owned)> = self.containers.iter().collect();
+        owners.sort_by_key(|(_, owned)| owned.seq);
+        let mut wanted = BTreeMap::new();
+        for (container, owned) in owners {
+            for entry in &owned.entries {
+                wanted.insert(
+                    entry.key.clone(),
+                    (
+                        Written {
+                            value: entry.value.clone(),
+                            container: container.clone(),
+                            service_id: entry.service_id.clone(),
+                        },
+                        owned.short_id.clone(),
+                    ),
+                );
+            }
+        }
+        wanted
+    }
+
+    /// Writes the difference between what is wanted and what is written.
+    async fn flush(&mut self) -> Result<(), WriteError> {
+        if let Some(ttl) = self.ttl {
+            if self.lease.is_none() {
+                let granted = self
+                    .client
+                    .lease_grant(ttl.ttl.as_secs() as i64, None)
+                    .await
+                    .map_err(|source| WriteError::Request {
+                        what: "lease grant",
+                        key: String::new(),
+                        source,
+                    })?;
+                tracing::debug!(lease = granted.id(), ttl = granted.ttl(), "lease granted");
+                self.lease = Some(granted.id());
+                self.keeper = None;
+            }
+        }
+        self.flush_abandoned().await?;
+        let wanted = self.wanted();
+        let stale: Vec<String> = self
+            .written
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in stale {
+            self.client
+                .delete(key.as_str(), None)
+                .await
+                .map_err(|source| WriteError::Request {
+                    what: "delete",
+                    key: key.clone(),
+                    source,
+                })?;
+            if let Some(gone) = self.written.remove(&key) {
+                tracing::info!(container = %short(&gone.container), service = %gone.service_id, %key, "removed");
+            }
+        }
+        let purge: Vec<(String, String)> = std::mem::take(&mut self.purge).into_iter().collect();
+        for (index, (key, service_id)) in purge.iter().enumerate() {
+            if wanted.contains_key(key) || self.written.contains_key(key) {
+                continue;
+            }
+            match self.client.delete(key.as_str(), None).await {
+                Ok(response) if response.deleted() > 0 => {
+                    tracing::info!(service = %service_id, %key, "dangling: removed")
+                }
+                Ok(_) => {}
+                Err(source) => {
+                    // Keep the rest for the retry.
+                    self.purge.extend(purge[index..].iter().cloned());
+                    return Err(WriteError::Request {
+                        what: "delete",
+                        key: key.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        let options = self.lease.map(|id| PutOptions::new().with_lease(id));
+        for (key, (record, short_id)) in wanted {
+            let previous = self.written.get(&key);
+            if !self.rewrite_all && previous == Some(&record) {
+                continue;
+            }
+            let added = previous.is_none_or(|p| p.container != record.container);
+            match self
+                .client
+                .put(key.as_str(), record.value.as_str(), options.clone())
+                .await
+            {
+                Ok(_) => {}
+                Err(source) if lease_not_found(&source) => {
+                    self.lease_lost();
+                    return Err(WriteError::LeaseLost);
+                }
+                Err(source) => {
+                    return Err(WriteError::Request {
+                        what: "put",
+                        key,
+                        source,
+                    });
+                }
+            }
+            if added {
+                tracing::info!(container = %short_id, service = %record.service_id, %key, "added");
+            } else {
+                tracing::debug!(container = %short_id, service = %record.service_id, %key, "rewritten");
+            }
+            self.written.insert(key, record);
+            self.metrics.services.set(self.written.len() as i64);
+        }
+        self.rewrite_all = false;
+        self.metrics.services.set(self.written.len() as i64);
+        Ok(())
+    }
+
+    /// Moves abandoned records to a lease of their own that nobody renews.
+    async fn flush_abandoned(&mut self) -> Result<(), WriteError> {
+        let Some(ttl) = self.ttl.filter(|_| !self.abandoned.is_empty()) else {
+            return Ok(());
+        };
+        let error = |what, key: &str| {
+            let key = key.to_owned();
+            move |source| WriteError::Request { what, key, source }
+        };
+        let lease = self
+            .client
+            .lease_grant(ttl.ttl.as_secs() as i64, None)
+            .await
+            .map_err(error("lease grant", ""))?
+            .id();
+        while let Some(entry) = self.abandoned.last() {
+            self.client
+                .put(
+                    entry.key.as_str(),
+                    entry.value.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+                .await
+                .map_err(error("put", &entry.key))?;
+            self.abandoned.pop();
+        }
+        Ok(())
+    }
+
+    fn lease_lost(&mut self) {
+        tracing::warn!(
+            records = self.written.len(),
+            "the etcd lease expired (etcd unreachable for longer than -ttl?); registering everything again"
+        );
+        self.lease = None;
+        self.keeper = None;
+        self.written.clear();
+    }
+
+    /// Renews the lease. Returns true when it was lost and everything must be written again.
+    async fn keep_alive(&mut self) -> bool {
+        let Some(lease) = self.lease else {
+            return false;
+        };
+        let timeout = Duration::from_secs(5);
+        let result = tokio::time::timeout(timeout, async {
+            if self.keeper.is_none() {
+                self.keeper = Some(self.client.lease_keep_alive(lease).await?);
+            }
+            let Some((keeper, stream)) = self.keeper.as_mut() else {
+                return Ok(None);
+            };
+            keeper.keep_alive().await?;
+            stream.message().await
+        })
+        .await;
+        match result {
+            Ok(Ok(Some(response))) if response.ttl() > 0 => false,
+            Ok(Ok(Some(_))) => {
+                self.lease_lost();
+                true
+            }
+            Ok(Ok(None)) => {
+                self.keeper = None;
+                false
+            }
+            Ok(Err(err)) => {
+                self.metrics.etcd_errors.inc();
+                tracing::warn!(lease, error = %err, "could not renew the etcd lease, will retry");
+                self.keeper = None;
+                false
+            }
+            Err(_) => {
+                self.metrics.etcd_errors.inc();
+                tracing::warn!(lease, "renewing the etcd lease timed out, will retry");
+                self.keeper = None;
+                false
+            }
+        }
+    }
+
+    /// Removes every record this instance wrote and revokes its lease. Wanted records are
+    /// included: a put cut short by the shutdown may have landed without being noted.
+    async fn remove_all(&mut self) {
+        let mut keys: BTreeMap<String, Written> = self
+            .wanted()
+            .into_iter()
+            .map(|(key, (written, _))| (key, written))
+            .collect();
+        keys.append(&mut self.written);
+        for (key, written) in keys {
+            match self.client.delete(key.as_str(), None).await {
+                Ok(response) if response.deleted() > 0 => {
+                    tracing::info!(container = %short(&written.container), service = %written.service_id, %key, "removed")
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(%key, error = %err, "could not remove record at shutdown")
+                }
+            }
+        }
+        self.metrics.services.set(0);
+        if let Some(lease) = self.lease.take() {
+            if let Err(err) = self.client.lease_revoke(lease).await {
+                tracing::debug!(lease, error = %err, "could not revoke the lease");
+            }
+        }
+    }
+}
