@@ -1,0 +1,753 @@
+//! Configuration as SkyDNS 2 takes it: command-line flags (Go-style single dash accepted),
+//! environment variables, and the `/skydns/config` JSON document in etcd, which overrides both.
+//! Precedence: etcd JSON > flag > environment > default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use common::{EtcdSettings, EtcdTls, KeySchema};
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use serde_json::Value;
+
+/// The version the original reports; `-version` and CHAOS `version.bind` print it.
+pub const ORIGINAL_VERSION: &str = "2.5.3a";
+
+/// Networks whose clients may use forwarding by default: loopback and private ranges.
+pub const DEFAULT_FORWARD_ALLOW: &str =
+    "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7,fe80::/10";
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("addr is invalid: {value:?} must be a literal IP:port")]
+    Addr { value: String },
+    #[error("nameserver is invalid: {value:?} must be a literal IP:port")]
+    Nameserver { value: String },
+    #[error("domain {value:?} is not a valid domain name")]
+    Domain { value: String },
+    #[error("{what} {value:?} is not a valid domain name")]
+    Name { what: &'static str, value: String },
+    #[error("path prefix: {0}")]
+    Prefix(#[from] common::KeyError),
+    #[error("etcd: {0}")]
+    Etcd(#[from] common::etcd::EtcdError),
+    #[error("forward-allow: {value:?} is not a network (CIDR) or address")]
+    ForwardAllow { value: String },
+    #[error("failed to unmarshal config: {0}")]
+    Json(String),
+    #[error("{0} is not supported by this implementation")]
+    Unsupported(&'static str),
+    #[error("rtimeout {value:?} is not a Go duration such as 2s or 500ms")]
+    Duration { value: String },
+}
+
+/// Command-line flags and their environment variables, as the original defines them.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "skydns",
+    about = "Authoritative DNS for the service records in etcd (SkyDNS 2 compatible)",
+    disable_version_flag = true
+)]
+pub struct Flags {
+    /// Domain to anchor requests to.
+    #[arg(long, env = "SKYDNS_DOMAIN", default_value = "skydns.local.")]
+    pub domain: String,
+    /// Address to listen on (UDP and TCP), a literal IP:port.
+    #[arg(long, env = "SKYDNS_ADDR", default_value = "127.0.0.1:53")]
+    pub addr: String,
+    /// Comma-separated IP:port forwarders; empty means those of /etc/resolv.conf.
+    #[arg(long, env = "SKYDNS_NAMESERVERS", default_value = "")]
+    pub nameservers: String,
+    /// Do not provide a recursive service (never forward client queries).
+    #[arg(long = "no-rec", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub no_rec: bool,
+    /// Comma-separated etcd endpoints.
+    #[arg(long, env = "ETCD_MACHINES", default_value = "http://127.0.0.1:2379")]
+    pub machines: String,
+    /// DNSSEC key basename (not supported: refused when set).
+    #[arg(long, default_value = "")]
+    pub dnssec: String,
+    /// Name served for `local.dns.<domain>`.
+    #[arg(long, default_value = "")]
+    pub local: String,
+    /// etcd client key (PEM).
+    #[arg(long = "tls-key", env = "ETCD_TLSKEY", default_value = "")]
+    pub tls_key: String,
+    /// etcd client certificate (PEM).
+    #[arg(long = "tls-pem", env = "ETCD_TLSPEM", default_value = "")]
+    pub tls_pem: String,
+    /// CA bundle for etcd TLS (PEM).
+    #[arg(long = "ca-cert", env = "ETCD_CACERT", default_value = "")]
+    pub ca_cert: String,
+    /// etcd username.
+    #[arg(long, env = "ETCD_USERNAME", default_value = "")]
+    pub username: String,
+    /// etcd password.
+    #[arg(
+        long,
+        env = "ETCD_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub password: String,
+    /// Timeout of exchanges with the forwarders (Go duration).
+    #[arg(long, default_value = "2s")]
+    pub rtimeout: String,
+    /// Shuffle A and AAAA answers.
+    #[arg(long = "round-robin", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub round_robin: bool,
+    /// Pick the first forwarder by query ID instead of always the first.
+    #[arg(long = "ns-rotate", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ns_rotate: bool,
+    /// Forward zones listed under `stub.dns.<domain>` to their own servers.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub stubzones: bool,
+    /// Log every query.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub verbose: bool,
+    /// systemd socket activation (not supported: refused when set).
+    #[arg(long, env = "SKYDNS_SYSTEMD", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub systemd: bool,
+    /// Print the version and exit.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub version: bool,
+    /// SOA responsible-person mailbox (`@` becomes `.`).
+    #[arg(long, default_value = "hostmaster@skydns.local.")]
+    pub hostmaster: String,
+    /// DNSSEC signature cache size (accepted, unused).
+    #[arg(long, default_value_t = 10000)]
+    pub scache: i64,
+    /// Response cache size (accepted, unused: answers come from memory already).
+    #[arg(long, default_value_t = 0)]
+    pub rcache: i64,
+    /// TTL given to records obtained from the forwarders inside authoritative answers.
+    #[arg(long = "rcache-ttl", default_value_t = 60)]
+    pub rcache_ttl: u32,
+    /// Minimum number of labels a name needs to be forwarded.
+    #[arg(long, env = "SKYDNS_NDOTS", default_value_t = 2)]
+    pub ndots: i64,
+    /// etcd key prefix.
+    #[arg(
+        long = "path-prefix",
+        env = "SKYDNS_PATH_PREFIX",
+        default_value = "skydns"
+    )]
+    pub path_prefix: String,
+    /// Accepted for compatibility: only etcd's v3 API is used.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub etcd3: bool,
+    /// Networks (CIDR, comma-separated) whose clients may have queries forwarded.
+    #[arg(long = "forward-allow", env = "SKYDNS_FORWARD_ALLOW", default_value = DEFAULT_FORWARD_ALLOW)]
+    pub forward_allow: String,
+    /// Port of the HTTP server for /metrics and /health (empty: none).
+    #[arg(long = "metrics-port", env = "PROMETHEUS_PORT", default_value = "")]
+    pub metrics_port: String,
+    /// Path of the metrics.
+    #[arg(
+        long = "metrics-path",
+        env = "PROMETHEUS_PATH",
+        default_value = "/metrics"
+    )]
+    pub metrics_path: String,
+    /// Address the metrics HTTP server binds (with the port of -metrics-port).
+    #[arg(
+        long = "metrics-ip",
+        env = "SKYDNS_METRICS_IP",
+        default_value = "0.0.0.0"
+    )]
+    pub metrics_ip: IpAddr,
+    /// Log as JSON lines.
+    #[arg(long = "log-json", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub log_json: bool,
+}
+
+/// The settings the DNS server runs with, after the etcd document has been applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub domain: String,
+    pub dns_addr: String,
+    pub nameservers: Vec<String>,
+    pub no_rec: bool,
+    pub local: String,
+    pub hostmaster: String,
+    pub round_robin: bool,
+    pub ns_rotate: bool,
+    pub read_timeout: Duration,
+    pub priority: u16,
+    pub ttl: u32,
+    pub min_ttl: u32,
+    pub rcache_ttl: u32,
+    pub ndots: usize,
+}
+
+/// Everything `run` needs: how to reach etcd, and the flag/env settings that the etcd document
+/// may still override.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub etcd: EtcdSettings,
+    pub schema: KeySchema,
+    pub settings: Settings,
+    pub forward_allow: Vec<IpNet>,
+    pub verbose: bool,
+    /// Stub zones enabled (`-stubzones`).
+    pub stubzones: bool,
+    /// Where to serve /metrics and /health; `None` for no HTTP server.
+    pub metrics_addr: Option<SocketAddr>,
+    pub metrics_path: String,
+    /// Read forwarders from this resolv.conf when none are configured.
+    pub resolv_conf: Option<PathBuf>,
+}
+
+impl Flags {
+    /// Validates the flags and turns them into a configuration.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        if !self.dnssec.is_empty() {
+            return Err(ConfigError::Unsupported("-dnssec (DNSSEC signing)"));
+        }
+        if self.systemd {
+            return Err(ConfigError::Unsupported("-systemd (socket activation)"));
+        }
+        parse_socket_addr(&self.addr).ok_or_else(|| ConfigError::Addr {
+            value: self.addr.clone(),
+        })?;
+        let nameservers: Vec<String> = self
+            .nameservers
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                parse_socket_addr(s)
+                    .map(|_| s.to_owned())
+                    .ok_or_else(|| ConfigError::Nameserver {
+                        value: s.to_owned(),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let read_timeout =
+            parse_go_duration(&self.rtimeout).ok_or_else(|| ConfigError::Duration {
+                value: self.rtimeout.clone(),
+            })?;
+        let tls = EtcdTls {
+            ca: non_empty_path(&self.ca_cert),
+            cert: non_empty_path(&self.tls_pem),
+            key: non_empty_path(&self.tls_key),
+        };
+        let etcd = EtcdSettings::new(&self.machines)?
+            .with_tls(tls)?
+            .with_auth(&self.username, &self.password);
+        let metrics_addr = match self.metrics_port.trim() {
+            "" => None,
+            port => Some(SocketAddr::new(
+                self.metrics_ip,
+                port.parse().map_err(|_| ConfigError::Addr {
+                    value: format!("metrics port {port:?}"),
+                })?,
+            )),
+        };
+        Ok(Config {
+            etcd,
+            schema: KeySchema::new(&self.path_prefix)?,
+            settings: Settings {
+                domain: self.domain,
+                dns_addr: self.addr,
+                nameservers,
+                no_rec: self.no_rec,
+                local: self.local,
+                hostmaster: self.hostmaster,
+                round_robin: self.round_robin,
+                ns_rotate: self.ns_rotate,
+                read_timeout,
+                priority: 0,
+                ttl: 0,
+                min_ttl: 0,
+                rcache_ttl: self.rcache_ttl,
+                ndots: usize::try_from(self.ndots).unwrap_or(0),
+            },
+            forward_allow: parse_networks(&self.forward_allow)?,
+            verbose: self.verbose,
+            stubzones: self.stubzones,
+            metrics_addr,
+            metrics_path: self.metrics_path,
+            resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+        })
+    }
+}
+
+fn non_empty_path(text: &str) -> Option<PathBuf> {
+    (!text.is_empty()).then(|| PathBuf::from(text))
+}
+
+/// A literal `IP:port` (`[v6]:port` for IPv6) with a port from 1 to 65535.
+pub fn parse_socket_addr(text: &str) -> Option<SocketAddr> {
+    text.parse::<SocketAddr>().ok().filter(|a| a.port() != 0)
+}
+
+/// Parses a comma-separated list of networks; a bare address is a host network.
+pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError::ForwardAllow {
+                    value: s.to_owned(),
+                })
+        })
+        .collect()
+}
+
+/// Parses a Go duration such as `2s`, `500ms` or `1m30s`.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_len].parse().ok()?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+impl Settings {
+    /// Applies the `/skydns/config` JSON document on top of these settings, as Go's
+    /// `json.Unmarshal` into the populated struct does: keys match case-insensitively, unknown
+    /// keys are ignored, a present key overrides, a wrong type is an error.
+    pub fn apply_etcd_json(&mut self, bytes: &[u8]) -> Result<(), ConfigError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
+        let Value::Object(map) = value else {
+            return Err(ConfigError::Json(
+                "the document is not a JSON object".into(),
+            ));
+        };
+        for (key, value) in map {
+            let field = key.to_ascii_lowercase();
+            let wrong = |want: &str| ConfigError::Json(format!("{key}: expected {want}"));
+            match field.as_str() {
+                "dns_addr" => self.dns_addr = string(&value).ok_or_else(|| wrong("a string"))?,
+                "domain" => self.domain = string(&value).ok_or_else(|| wrong("a string"))?,
+                "local" => self.local = string(&value).ok_or_else(|| wrong("a string"))?,
+                "hostmaster" => {
+                    self.hostmaster = string(&value).ok_or_else(|| wrong("a string"))?;
+                }
+                "round_robin" => {
+                    self.round_robin = boolean(&value).ok_or_else(|| wrong("a bool"))?
+                }
+                "ns_rotate" => self.ns_rotate = boolean(&value).ok_or_else(|| wrong("a bool"))?,
+                "no_rec" => self.no_rec = boolean(&value).ok_or_else(|| wrong("a bool"))?,
+                "nameservers" => {
+                    self.nameservers = match &value {
+                        Value::Null => Vec::new(),
+                        Value::Array(items) => items
+                            .iter()
+                            .map(|v| string(v).ok_or_else(|| wrong("an array of strings")))
+                            .collect::<Result<_, _>>()?,
+                        _ => return Err(wrong("an array of strings")),
+                    };
+                }
+                "read_timeout" => {
+                    let nanos = unsigned(&value).ok_or_else(|| wrong("nanoseconds"))?;
+                    self.read_timeout = Duration::from_nanos(nanos);
+                }
+                "priority" => {
+                    self.priority = unsigned(&value)
+                        .and_then(|v| u16::try_from(v).ok())
+                        .ok_or_else(|| wrong("a number from 0 to 65535"))?;
+                }
+                "ttl" => {
+                    self.ttl = unsigned(&value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| wrong("a 32-bit unsigned number"))?;
+                }
+                "min_ttl" => {
+                    self.min_ttl = unsigned(&value)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| wrong("a 32-bit unsigned number"))?;
+                }
+                "rcache_ttl" => {
+                    let ttl = value.as_i64().ok_or_else(|| wrong("a number"))?;
+                    self.rcache_ttl = u32::try_from(ttl).unwrap_or(0);
+                }
+                "ndot" => {
+                    let ndots = value.as_i64().ok_or_else(|| wrong("a number"))?;
+                    self.ndots = usize::try_from(ndots).unwrap_or(0);
+                }
+                "systemd" | "etcd3" | "version" => {
+                    boolean(&value).ok_or_else(|| wrong("a bool"))?;
+                }
+                "dnssec" => {
+                    let key = string(&value).ok_or_else(|| wrong("a string"))?;
+                    if !key.is_empty() {
+                        return Err(ConfigError::Unsupported("dnssec (DNSSEC signing)"));
+                    }
+                }
+                "scache" | "rcache" => {
+                    value.as_i64().ok_or_else(|| wrong("a number"))?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills defaults and validates: the zone the server answers for.
+    pub fn resolve(&self, resolv_conf: Option<&std::path::Path>) -> Result<Zone, ConfigError> {
+        let domain = fqdn_lower(&self.domain).ok_or_else(|| ConfigError::Domain {
+            value: self.domain.clone(),
+        })?;
+        let hostmaster_text = if self.hostmaster.is_empty() {
+            format!("hostmaster.{}", domain.to_ascii())
+        } else {
+            self.hostmaster.replace('@', ".")
+        };
+        let hostmaster = fqdn(&hostmaster_text).ok_or_else(|| ConfigError::Name {
+            what: "hostmaster",
+            value: self.hostmaster.clone(),
+        })?;
+        let local = match self.local.as_str() {
+            "" => None,
+            text => Some(fqdn_lower(text).ok_or_else(|| ConfigError::Name {
+                what: "local",
+                value: text.to_owned(),
+            })?),
+        };
+        let listen = parse_socket_addr(&self.dns_addr).ok_or_else(|| ConfigError::Addr {
+            value: self.dns_addr.clone(),
+        })?;
+        let mut nameservers: Vec<SocketAddr> = self
+            .nameservers
+            .iter()
+            .map(|s| {
+                parse_socket_addr(s).ok_or_else(|| ConfigError::Nameserver { value: s.clone() })
+            })
+            .collect::<Result<_, _>>()?;
+        if nameservers.is_empty() {
+            if let Some(path) = resolv_conf {
+                nameservers = read_resolv_conf(path);
+            }
+        }
+        let ns_name = Name::from_ascii("ns.dns")
+            .and_then(|n| n.append_domain(&domain))
+            .map_err(|_| ConfigError::Domain {
+                value: self.domain.clone(),
+            })?;
+        let stub_name = Name::from_ascii("stub.dns")
+            .and_then(|n| n.append_domain(&domain))
+            .map_err(|_| ConfigError::Domain {
+                value: self.domain.clone(),
+            })?;
+        let local_name = Name::from_ascii("local.dns")
+            .and_then(|n| n.append_domain(&domain))
+            .map_err(|_| ConfigError::Domain {
+                value: self.domain.clone(),
+            })?;
+        Ok(Zone {
+            domain,
+            ns_name,
+            stub_name,
+            local_name,
+            local,
+            hostmaster,
+            listen,
+            nameservers,
+            no_rec: self.no_rec,
+            round_robin: self.round_robin,
+            ns_rotate: self.ns_rotate,
+            read_timeout: if self.read_timeout.is_zero() {
+                Duration::from_secs(2)
+            } else {
+                self.read_timeout
+            },
+            priority: if self.priority == 0 {
+                10
+            } else {
+                self.priority
+            },
+            ttl: if self.ttl == 0 { 3600 } else { self.ttl },
+            min_ttl: if self.min_ttl == 0 { 60 } else { self.min_ttl },
+            upstream_ttl: if self.rcache_ttl == 0 {
+                60
+            } else {
+                self.rcache_ttl
+            },
+            ndots: if self.ndots == 0 { 2 } else { self.ndots },
+        })
+    }
+}
+
+/// The resolved zone settings the DNS handler uses.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    /// The authoritative domain, lower-case, fully qualified.
+    pub domain: Name,
+    /// `ns.dns.<domain>`: where NS records are read and the SOA MNAME.
+    pub ns_name: Name,
+    /// `stub.dns.<domain>`: where stub-zone servers are read.
+    pub stub_name: Name,
+    /// `local.dns.<domain>`.
+    pub local_name: Name,
+    /// What `local.dns.<domain>` stands for.
+    pub local: Option<Name>,
+    pub hostmaster: Name,
+    pub listen: SocketAddr,
+    pub nameservers: Vec<SocketAddr>,
+    pub no_rec: bool,
+    pub round_robin: bool,
+    pub ns_rotate: bool,
+    pub read_timeout: Duration,
+    pub priority: u16,
+    pub ttl: u32,
+    pub min_ttl: u32,
+    /// TTL of records copied from forwarder lookups into authoritative answers.
+    pub upstream_ttl: u32,
+    pub ndots: usize,
+}
+
+fn string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn boolean(value: &Value) -> Option<bool> {
+    match value {
+        Value::Bool(b) => Some(*b),
+        Value::Null => Some(false),
+        _ => None,
+    }
+}
+
+fn unsigned(value: &Value) -> Option<u64> {
+    match value {
+        Value::Null => Some(0),
+        other => other.as_u64(),
+    }
+}
+
+fn fqdn(text: &str) -> Option<Name> {
+    let mut name = Name::from_ascii(text).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+fn fqdn_lower(text: &str) -> Option<Name> {
+    fqdn(text).map(|n| n.to_lowercase())
+}
+
+/// The `nameserver` lines of a resolv.conf, port 53; nothing if the file cannot be read.
+pub fn read_resolv_conf(path: &std::path::Path) -> Vec<SocketAddr> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
+                .and_then(|ip| ip.parse::<IpAddr>().ok())
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(args: &[&str]) -> Flags {
+        let mut argv = vec!["skydns"];
+        argv.extend_from_slice(args);
+        let command = <Flags as clap::CommandFactory>::command();
+        Flags::try_parse_from(common::cli::go_style_args(&command, argv)).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_the_originals() {
+        let config = flags(&[]).into_config().unwrap();
+        let zone = config.settings.resolve(None).unwrap();
+        assert_eq!(zone.domain.to_ascii(), "skydns.local.");
+        assert_eq!(zone.listen, "127.0.0.1:53".parse().unwrap());
+        assert_eq!(zone.ttl, 3600);
+        assert_eq!(zone.min_ttl, 60);
+        assert_eq!(zone.priority, 10);
+        assert_eq!(zone.ndots, 2);
+        assert_eq!(zone.upstream_ttl, 60);
+        assert_eq!(zone.read_timeout, Duration::from_secs(2));
+        assert_eq!(zone.hostmaster.to_ascii(), "hostmaster.skydns.local.");
+        assert!(zone.round_robin && zone.ns_rotate && !zone.no_rec);
+        assert!(zone.nameservers.is_empty());
+        assert_eq!(config.schema.prefix(), "/skydns");
+        assert_eq!(config.etcd.endpoints(), ["http://127.0.0.1:2379"]);
+        assert!(config.metrics_addr.is_none());
+    }
+
+    #[test]
+    fn go_style_flags_parse() {
+        let config = flags(&[
+            "-domain",
+            "Staging.Example.Local",
+            "-addr=127.0.0.1:5353",
+            "-nameservers",
+            "127.0.0.1:5399,[::1]:53",
+            "-round-robin=false",
+            "-ns-rotate=false",
+            "-no-rec",
+            "-rtimeout",
+            "1m30s",
+            "-ndots",
+            "3",
+            "-path-prefix",
+            "/custom",
+            "-etcd3",
+            "-hostmaster",
+            "admin@example.local",
+            "-metrics-port",
+            "9100",
+        ])
+        .into_config()
+        .unwrap();
+        let zone = config.settings.resolve(None).unwrap();
+        assert_eq!(zone.domain.to_ascii(), "staging.example.local.");
+        assert_eq!(zone.listen.port(), 5353);
+        assert_eq!(zone.nameservers.len(), 2);
+        assert!(!zone.round_robin && !zone.ns_rotate && zone.no_rec);
+        assert_eq!(zone.read_timeout, Duration::from_secs(90));
+        assert_eq!(zone.ndots, 3);
+        assert_eq!(zone.hostmaster.to_ascii(), "admin.example.local.");
+        assert_eq!(config.schema.prefix(), "/custom");
+        assert_eq!(config.metrics_addr, Some("0.0.0.0:9100".parse().unwrap()));
+    }
+
+    #[test]
+    fn invalid_flags_are_errors_naming_the_value() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["-addr", ":53"], "addr is invalid"),
+            (&["-addr", "localhost:53"], "addr is invalid"),
+            (&["-nameservers", "8.8.8.8"], "nameserver is invalid"),
+            (&["-nameservers", "dns.example:53"], "nameserver is invalid"),
+            (&["-rtimeout", "2"], "rtimeout"),
+            (&["-dnssec", "Kx"], "not supported"),
+            (&["-systemd"], "not supported"),
+            (&["-forward-allow", "10.0.0.0/33"], "forward-allow"),
+            (&["-path-prefix", "/"], "path prefix"),
+        ];
+        for (args, message) in cases {
+            let err = flags(args).into_config().unwrap_err().to_string();
+            assert!(err.contains(message), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn etcd_json_overrides_flags_and_keeps_absent_fields() {
+        let mut settings = flags(&["-domain", "flag.local.", "-nameservers", "127.0.0.1:1"])
+            .into_config()
+            .unwrap()
+            .settings;
+        settings
+            .apply_etcd_json(
+                br#"{"Domain":"json.local","ttl":60,"min_ttl":10,"ndot":1,"read_timeout":500000000,
+                    "nameservers":["127.0.0.2:53"],"round_robin":false,"unknown":[1],"priority":5}"#,
+            )
+            .unwrap();
+        let zone = settings.resolve(None).unwrap();
+        assert_eq!(zone.domain.to_ascii(), "json.local.");
+        assert_eq!(zone.ttl, 60);
+        assert_eq!(zone.min_ttl, 10);
+        assert_eq!(zone.ndots, 1);
+        assert_eq!(zone.priority, 5);
+        assert_eq!(zone.read_timeout, Duration::from_millis(500));
+        assert_eq!(zone.nameservers, ["127.0.0.2:53".parse().unwrap()]);
+        assert!(!zone.round_robin);
+        assert!(zone.ns_rotate, "absent field keeps the flag value");
+    }
+
+    #[test]
+    fn bad_etcd_json_is_an_error() {
+        let mut settings = flags(&[]).into_config().unwrap().settings;
+        for bad in [
+            &b"not json"[..],
+            br#"{"ttl":"30"}"#,
+            br#"{"nameservers":"x"}"#,
+            b"[1]",
+        ] {
+            let err = settings.apply_etcd_json(bad).unwrap_err().to_string();
+            assert!(err.starts_with("failed to unmarshal config"), "{err}");
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        let cases = [
+            ("2s", Some(Duration::from_secs(2))),
+            ("500ms", Some(Duration::from_millis(500))),
+            ("1m30s", Some(Duration::from_secs(90))),
+            ("1.5s", Some(Duration::from_millis(1500))),
+            ("0", Some(Duration::ZERO)),
+            ("2", None),
+            ("", None),
+            ("s", None),
+            ("2x", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_go_duration(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn resolv_conf_nameservers_get_port_53() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("resolv.conf");
+        std::fs::write(
+            &path,
+            "# c\nnameserver 192.0.2.1\nsearch x\nnameserver ::1\nnameserver bogus\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_resolv_conf(&path),
+            [
+                "192.0.2.1:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        assert!(read_resolv_conf(&dir.path().join("missing")).is_empty());
+    }
+}

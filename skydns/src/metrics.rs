@@ -1,0 +1,129 @@
+//! Prometheus metrics of the DNS server and the index, and the HTTP routes that expose them
+//! (`/metrics` or `PROMETHEUS_PATH`, and `/health`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use crate::state::Shared;
+
+/// Every metric skydns exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Requests by query type and response code.
+    pub requests: IntCounterVec,
+    /// The original's `dns_request_count_total{system}` (auth, recursive, reverse).
+    pub requests_by_system: IntCounterVec,
+    pub duration: Histogram,
+    /// Forwarded client queries by outcome (`ok`, `failed`, `refused`).
+    pub forwarded: IntCounterVec,
+    pub index_records: IntGauge,
+    pub index_age: IntGauge,
+    pub index_synced: IntGauge,
+    pub resyncs: IntCounter,
+    pub skipped_entries: IntCounter,
+}
+
+/// Why the metrics could not be registered (a programming error, reported instead of a panic).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register metric: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+impl Metrics {
+    pub fn new() -> Result<Self, MetricsError> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "skydns_requests_total",
+                "DNS requests by query type and rcode",
+            ),
+            &["type", "rcode"],
+        )?;
+        let requests_by_system = IntCounterVec::new(
+            Opts::new(
+                "skydns_skydns_dns_request_count_total",
+                "DNS requests by system (auth, recursive, reverse), as the original names it",
+            ),
+            &["system"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "skydns_request_duration_seconds",
+                "Time to answer a DNS request",
+            )
+            .buckets(vec![
+                0.000_05, 0.0001, 0.000_25, 0.0005, 0.001, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )?;
+        let forwarded = IntCounterVec::new(
+            Opts::new(
+                "skydns_forwarded_total",
+                "Client queries forwarded, by outcome",
+            ),
+            &["result"],
+        )?;
+        let index_records = IntGauge::new("skydns_index_records", "Records in the index")?;
+        let index_age = IntGauge::new(
+            "skydns_index_age_seconds",
+            "Seconds since the index was last known to match etcd (0 while the watch is live)",
+        )?;
+        let index_synced = IntGauge::new(
+            "skydns_index_synced",
+            "1 while the index follows etcd through a live watch",
+        )?;
+        let resyncs = IntCounter::new(
+            "skydns_etcd_resyncs_total",
+            "Full re-reads of the etcd prefix (start, lost watch, compaction)",
+        )?;
+        let skipped_entries = IntCounter::new(
+            "skydns_index_skipped_entries_total",
+            "etcd keys left out of the index (invalid key or value)",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(requests_by_system.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(forwarded.clone()))?;
+        registry.register(Box::new(index_records.clone()))?;
+        registry.register(Box::new(index_age.clone()))?;
+        registry.register(Box::new(index_synced.clone()))?;
+        registry.register(Box::new(resyncs.clone()))?;
+        registry.register(Box::new(skipped_entries.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            requests_by_system,
+            duration,
+            forwarded,
+            index_records,
+            index_age,
+            index_synced,
+            resyncs,
+            skipped_entries,
+        })
+    }
+}
+
+/// `/health` (200 when the index is synced, 503 otherwise) plus the metrics at `path`.
+pub fn router(shared: Arc<Shared>, path: &str) -> Router {
+    let metrics = common::http::metrics_router(shared.metrics.registry.clone(), path);
+    let health = get(move || {
+        let shared = shared.clone();
+        async move {
+            if shared.synced.load(Ordering::Acquire) {
+                (StatusCode::OK, "synced\n")
+            } else {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "index not synced with etcd\n",
+                )
+            }
+        }
+    });
+    metrics.route("/health", health)
+}

@@ -1,0 +1,62 @@
+//! What the DNS handler, the etcd watcher and the HTTP routes share: the zone settings, the
+//! current index snapshot (swapped atomically by the watcher, its only writer), the sync flag,
+//! the forwarders and the metrics.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+
+use arc_swap::ArcSwap;
+use ipnet::IpNet;
+
+use crate::config::Zone;
+use crate::index::ZoneIndex;
+use crate::metrics::Metrics;
+use crate::upstream::Upstream;
+
+/// State shared by every task of one server.
+#[derive(Debug)]
+pub struct Shared {
+    pub zone: Zone,
+    /// The latest index snapshot; readers `load()` it, only the watcher `store()`s.
+    pub index: ArcSwap<ZoneIndex>,
+    /// True while the index follows etcd through a live watch.
+    pub synced: AtomicBool,
+    pub upstream: Upstream,
+    /// Clients allowed to have queries forwarded.
+    pub forward_allow: Vec<IpNet>,
+    pub metrics: Metrics,
+    pub verbose: bool,
+    /// Forward zones listed under `stub.dns.<domain>` to their servers.
+    pub stubzones: bool,
+}
+
+impl Shared {
+    pub fn new(zone: Zone, forward_allow: Vec<IpNet>, metrics: Metrics, verbose: bool) -> Self {
+        let upstream = Upstream::new(
+            zone.nameservers.clone(),
+            zone.read_timeout,
+            zone.ns_rotate,
+            zone.ndots,
+            zone.upstream_ttl,
+        );
+        Self {
+            zone,
+            index: ArcSwap::from_pointee(ZoneIndex::new()),
+            synced: AtomicBool::new(false),
+            upstream,
+            forward_allow,
+            metrics,
+            verbose,
+            stubzones: false,
+        }
+    }
+
+    /// True when `client` may have its queries forwarded.
+    pub fn may_forward(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
+        self.forward_allow.iter().any(|net| net.contains(&client))
+    }
+}
