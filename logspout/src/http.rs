@@ -1,0 +1,497 @@
+//! The HTTP side: `/health`, the `/routes` API (same JSON as the original), the `/logs` live
+//! stream, Prometheus `/metrics`, and an optional bearer token for `/routes` and `/logs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures_util::stream;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::Message;
+use crate::pump::Pump;
+use crate::route::Route;
+use crate::routes::{AddRouteError, RouteTable};
+use crate::tap::{TapFilter, TapGuard, Taps};
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    pub routes: Arc<RouteTable>,
+    pub taps: Arc<Taps>,
+    /// Set once Docker is connected (the `/logs/id:` check needs the attached containers).
+    pub pump: Arc<OnceLock<Arc<Pump>>>,
+    pub token: Option<String>,
+    /// Ends `/logs` streams on shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// The complete router.
+pub fn router(state: HttpState) -> Router {
+    let metrics = common::http::metrics_router(state.routes.metrics().registry.clone(), "/metrics");
+    Router::new()
+        .route("/health", any(health))
+        .route("/routes", get(list_routes).post(create_route))
+        .route("/routes/{id}", get(get_route).delete(delete_route))
+        .route("/logs", get(logs_all))
+        .route("/logs/{filter}", get(logs_filtered))
+        .with_state(state)
+        .merge(metrics)
+        .fallback(not_found)
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    (status, [(header::CONTENT_TYPE, TEXT)], body.into()).into_response()
+}
+
+async fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "404 page not found\n")
+}
+
+async fn health() -> Response {
+    text(StatusCode::OK, "Healthy!\n")
+}
+
+/// `Some(response)` when the request lacks the configured bearer token.
+fn unauthorized(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
+    let token = state.token.as_deref()?;
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token) {
+        return None;
+    }
+    let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(response)
+}
+
+fn pretty_json<T: serde::Serialize>(value: &T) -> String {
+    let mut body = serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into());
+    body.push('\n');
+    body
+}
+
+async fn list_routes(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    let body = pretty_json(&state.routes.list());
+    (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response()
+}
+
+async fn create_route(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return text(StatusCode::BAD_REQUEST, "Bad request: EOF\n");
+    }
+    let mut route: Route = match serde_json::from_slice(&body) {
+        Ok(route) => route,
+        Err(e) => return text(StatusCode::BAD_REQUEST, format!("Bad request: {e}\n")),
+    };
+    // IDs name files under ROUTESPATH: always our own.
+    route.id = String::new();
+    match state.routes.add(route, true) {
+        Ok(route) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, JSON)],
+            pretty_json(&route),
+        )
+            .into_response(),
+        Err(AddRouteError::Route(e)) => text(StatusCode::BAD_REQUEST, format!("Bad route: {e}\n")),
+        Err(e @ AddRouteError::Persist(_)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Cannot persist route: {e}\n"),
+        ),
+    }
+}
+
+async fn get_route(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    match state.routes.get(&id) {
+        Some(route) => text(StatusCode::OK, pretty_json(&route)),
+        None => not_found().await,
+    }
+}
+
+async fn delete_route(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(denied) = unauthorized(&state, &headers) {
+        return denied;
+    }
+    match state.routes.remove(&id) {
+        Ok(true) => StatusCode::OK.into_response(),
+        Ok(false) => not_found().await,
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Cannot remove route file: {e}\n"),
+        ),
+    }
+}
+
+async fn logs_all(
+    State(state): State<HttpState>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    stream_logs(state, query, None, request).await
+}
+
+async fn logs_filtered(
+    State(state): State<HttpState>,
+    Path(filter): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    request: Request,
+) -> Response {
+    stream_logs(state, query, Some(filter), request).await
+}
+
+async fn stream_logs(
+    state: HttpState,
+    query: HashMap<String, String>,
+    filter: Option<String>,
+    request: Request,
+) -> Response {
+    let headers = request.headers();
+    if let Some(denied) = unauthorized(&state, headers) {
+        return denied;
+    }
+    let mut tap = TapFilter {
+        source: query.get("sources").cloned(),
+        ..TapFilter::default()
+    };
+    let mut multi = true;
+    if let Some((predicate, value)) = filter.as_deref().and_then(|f| f.split_once(':')) {
+        if value.is_empty()
+            || !predicate.chars().all(|c| c.is_ascii_alphabetic())
+            || predicate.is_empty()
+        {
+            return not_found().await;
+        }
+        match predicate {
+            "id" => {
+                let short = &value[..value.len().min(12)];
+                let attached = state.pump.get().is_some_and(|p| p.is_attached(short));
+                if !attached || short.len() < 12 {
+                    return not_found().await;
+                }
+                tap.id = Some(value.to_owned());
+                multi = false;
+            }
+            "name" => {
+                tap.name = Some(value.to_owned());
+                multi = value.contains('*');
+            }
+            _ => {}
+        }
+    } else if filter.is_some() {
+        return not_found().await;
+    }
+    let websocket = headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if websocket {
+        // As the original (golang.org/x/net/websocket): no Origin, no stream; filter `source`.
+        if !headers.contains_key(header::ORIGIN) {
+            return StatusCode::FORBIDDEN.into_response();
+        }
+        tap.source = query.get("source").cloned();
+        let (mut parts, _) = request.into_parts();
+        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(upgrade) => upgrade,
+            Err(rejection) => return rejection.into_response(),
+        };
+        let (rx, guard) = state.taps.open(tap);
+        let shutdown = state.shutdown.clone();
+        return upgrade.on_upgrade(move |socket| send_frames(socket, rx, guard, shutdown));
+    }
+    let json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) == Some(JSON);
+    let colors = query.get("colors").map(String::as_str) != Some("off");
+    let (mut rx, guard) = state.taps.open(tap);
+    // Like the original, nothing (not even the status line) is sent before the first line.
+    let first = tokio::select! {
+        _ = state.shutdown.cancelled() => None,
+        first = rx.recv() => first,
+    };
+    let Some(first) = first else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let mut format = LineFormat {
+        json,
+        multi,
+        colors,
+        width: 16,
+        seen: Vec::new(),
+    };
+    let shutdown = state.shutdown.clone();
+    let first_chunk = format.format(&first);
+    let body = stream::unfold(
+        (Some(first_chunk), rx, format, guard, shutdown),
+        |(pending, mut rx, mut format, guard, shutdown)| async move {
+            if let Some(chunk) = pending {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(chunk),
+                    (None, rx, format, guard, shutdown),
+                ));
+            }
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => None,
+                next = rx.recv() => next,
+            }?;
+            let chunk = format.format(&next);
+            Some((Ok(chunk), (None, rx, format, guard, shutdown)))
+        },
+    );
+    let content_type = if json { JSON } else { "text/plain" };
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
+/// Sends every tapped line as one JSON text frame until the client goes or shutdown.
+async fn send_frames(
+    mut socket: WebSocket,
+    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    _guard: TapGuard,
+    shutdown: CancellationToken,
+) {
+    let mut format = LineFormat {
+        json: true,
+        multi: false,
+        colors: false,
+        width: 16,
+        seen: Vec::new(),
+    };
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => None,
+            next = rx.recv() => next,
+        };
+        let Some(message) = next else { break };
+        let text = String::from_utf8_lossy(&format.format(&message)).into_owned();
+        if socket.send(WsMessage::Text(text.into())).await.is_err() {
+            break;
+        }
+    }
+    let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+/// A `/logs` JSON message: the original's keys, in its order (the container is a subset of the
+/// inspect object).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonMessage<'a> {
+    container: JsonContainer<'a>,
+    source: &'a str,
+    data: &'a str,
+    time: String,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonContainer<'a> {
+    id: &'a str,
+    name: &'a str,
+    config: JsonConfig<'a>,
+    state: JsonState,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonConfig<'a> {
+    hostname: &'a str,
+    image: &'a str,
+    labels: &'a HashMap<String, String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JsonState {
+    pid: i64,
+}
+
+/// How one `/logs` connection prints lines.
+#[derive(Debug)]
+struct LineFormat {
+    json: bool,
+    multi: bool,
+    colors: bool,
+    /// Grows to the longest name seen on this connection.
+    width: usize,
+    /// Names in the order first seen (their colour index).
+    seen: Vec<String>,
+}
+
+impl LineFormat {
+    fn format(&mut self, m: &Message) -> Bytes {
+        let data = String::from_utf8_lossy(&m.data);
+        if self.json {
+            let c = &m.container;
+            let value = JsonMessage {
+                container: JsonContainer {
+                    id: &c.id,
+                    name: &c.name,
+                    config: JsonConfig {
+                        hostname: &c.hostname,
+                        image: &c.image,
+                        labels: &c.labels,
+                    },
+                    state: JsonState { pid: c.pid },
+                },
+                source: m.source.as_str(),
+                data: &data,
+                time: m.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            };
+            return Bytes::from(pretty_json(&value));
+        }
+        if !self.multi {
+            return Bytes::from(format!("{data}\n"));
+        }
+        let name = m.container.bare_name();
+        self.width = self.width.max(name.chars().count());
+        let padded = format!("{name:>width$}|{data}", width = self.width);
+        if !self.colors {
+            return Bytes::from(format!("{padded}\n"));
+        }
+        let index = match self.seen.iter().position(|n| n == name) {
+            Some(i) => i,
+            None => {
+                self.seen.push(name.to_owned());
+                self.seen.len() - 1
+            }
+        };
+        let bold = if index % 14 <= 6 { "1;" } else { "" };
+        let code = 7 - index % 7;
+        Bytes::from(format!("\x1b[{bold}3{code}m{padded}\x1b[0m\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ContainerInfo, Source};
+    use chrono::Utc;
+
+    fn line(name: &str, data: &str) -> Message {
+        Message {
+            container: Arc::new(ContainerInfo {
+                id: "abc".into(),
+                name: format!("/{name}"),
+                ..ContainerInfo::default()
+            }),
+            source: Source::Stdout,
+            data: Bytes::copy_from_slice(data.as_bytes()),
+            time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn log_stream_lines_match_the_original() {
+        let mut f = LineFormat {
+            json: false,
+            multi: true,
+            colors: true,
+            width: 16,
+            seen: Vec::new(),
+        };
+        assert_eq!(
+            f.format(&line("web", "hello")),
+            "\x1b[1;37m             web|hello\x1b[0m\n"
+        );
+        assert_eq!(
+            f.format(&line("db", "x")),
+            "\x1b[1;36m              db|x\x1b[0m\n"
+        );
+        let mut plain = LineFormat {
+            json: false,
+            multi: true,
+            colors: false,
+            width: 16,
+            seen: Vec::new(),
+        };
+        assert_eq!(
+            plain.format(&line("web", "hello")),
+            "             web|hello\n"
+        );
+        plain.format(&line(&"n".repeat(20), "x"));
+        assert_eq!(
+            plain.format(&line("web", "hello")),
+            format!("{}web|hello\n", " ".repeat(17))
+        );
+        let mut single = LineFormat {
+            json: false,
+            multi: false,
+            colors: true,
+            width: 16,
+            seen: Vec::new(),
+        };
+        assert_eq!(single.format(&line("web", "hello")), "hello\n");
+        let mut many = LineFormat {
+            json: false,
+            multi: true,
+            colors: true,
+            width: 3,
+            seen: Vec::new(),
+        };
+        let codes: Vec<String> = (0..15)
+            .map(|i| {
+                let out = many.format(&line(&format!("c{i:02}"), "x"));
+                String::from_utf8_lossy(&out)
+                    .split('m')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(codes[0], "\x1b[1;37");
+        assert_eq!(codes[6], "\x1b[1;31");
+        assert_eq!(codes[7], "\x1b[37");
+        assert_eq!(codes[14], "\x1b[1;37");
+    }
+
+    #[test]
+    fn json_lines_have_the_original_keys_in_order() {
+        let mut f = LineFormat {
+            json: true,
+            multi: true,
+            colors: true,
+            width: 16,
+            seen: Vec::new(),
+        };
+        let out = String::from_utf8(f.format(&line("web", "hello")).to_vec()).unwrap();
+        let keys: Vec<usize> = ["\"Container\"", "\"Source\"", "\"Data\"", "\"Time\""]
+            .iter()
+            .map(|k| out.find(k).unwrap())
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{out}");
+        assert!(out.contains("\"Name\": \"/web\""), "{out}");
+        assert!(out.ends_with("}\n"));
+    }
+}

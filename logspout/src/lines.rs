@@ -1,0 +1,154 @@
+//! Reassembles lines from the frames of a Docker log stream (`timestamps=1`): strips Docker's
+//! timestamp, joins 16 KiB partial chunks, and splits lines longer than the limit.
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+
+use crate::message::Source;
+use crate::position::split_timestamp;
+
+/// Longest line shipped as one message; longer lines become several messages.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One complete line (or piece of an over-long line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub source: Source,
+    pub time: DateTime<Utc>,
+    pub data: Bytes,
+    /// The frame carried its own timestamp (false for the later lines of a TTY chunk).
+    pub stamped: bool,
+}
+
+/// Per-attach line assembly state.
+#[derive(Debug, Default)]
+pub struct LineAssembler {
+    partial: [BytesMut; 2],
+    last_time: Option<DateTime<Utc>>,
+}
+
+fn slot(source: Source) -> usize {
+    match source {
+        Source::Stdout => 0,
+        Source::Stderr => 1,
+    }
+}
+
+impl LineAssembler {
+    /// Feeds one frame of `source`; complete lines are appended to `out`.
+    pub fn push(&mut self, source: Source, frame: Bytes, out: &mut Vec<Line>) {
+        let (time, payload, stamped) = match split_timestamp(&frame) {
+            Some((time, skip)) => (time, frame.slice(skip..), true),
+            // A TTY chunk holding several lines: only the first carries a timestamp.
+            None => (self.last_time.unwrap_or_else(Utc::now), frame, false),
+        };
+        self.last_time = Some(time);
+        let partial = &mut self.partial[slot(source)];
+        let complete = payload.last() == Some(&b'\n');
+        let body = if complete {
+            payload.slice(..payload.len() - 1)
+        } else {
+            payload
+        };
+        if partial.is_empty() && complete && body.len() <= MAX_LINE {
+            out.push(Line {
+                source,
+                time,
+                data: body,
+                stamped,
+            });
+            return;
+        }
+        partial.extend_from_slice(&body);
+        while partial.len() > MAX_LINE || (partial.len() == MAX_LINE && !complete) {
+            let piece = partial.split_to(MAX_LINE).freeze();
+            out.push(Line {
+                source,
+                time,
+                data: piece,
+                stamped: false,
+            });
+        }
+        if complete {
+            let rest = partial.split().freeze();
+            out.push(Line {
+                source,
+                time,
+                data: rest,
+                stamped: false,
+            });
+        }
+    }
+
+    /// At the end of a container's output: the last lines that had no final newline.
+    pub fn finish(&mut self, out: &mut Vec<Line>) {
+        let time = self.last_time.unwrap_or_else(Utc::now);
+        for source in [Source::Stdout, Source::Stderr] {
+            let partial = &mut self.partial[slot(source)];
+            if !partial.is_empty() {
+                out.push(Line {
+                    source,
+                    time,
+                    data: partial.split().freeze(),
+                    stamped: false,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(assembler: &mut LineAssembler, source: Source, frame: &[u8]) -> Vec<Line> {
+        let mut out = Vec::new();
+        assembler.push(source, Bytes::copy_from_slice(frame), &mut out);
+        out
+    }
+
+    #[test]
+    fn lines_lose_timestamp_and_newline_but_keep_cr() {
+        let mut a = LineAssembler::default();
+        let out = feed(&mut a, Source::Stdout, b"2024-05-01T10:00:00.1Z hello\r\n");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data, Bytes::from_static(b"hello\r"));
+        assert_eq!(out[0].time.timestamp_subsec_millis(), 100);
+        let empty = feed(&mut a, Source::Stderr, b"2024-05-01T10:00:00.2Z \n");
+        assert_eq!((empty[0].source, empty[0].data.len()), (Source::Stderr, 0));
+        // A TTY line without its own timestamp inherits the previous one.
+        let tty = feed(&mut a, Source::Stdout, b"second\n");
+        assert_eq!(tty[0].data, Bytes::from_static(b"second"));
+        assert_eq!(tty[0].time.timestamp_subsec_millis(), 200);
+    }
+
+    #[test]
+    fn partial_chunks_are_joined_per_stream() {
+        let mut a = LineAssembler::default();
+        assert!(feed(&mut a, Source::Stdout, b"2024-05-01T10:00:00.1Z abc").is_empty());
+        let other = feed(&mut a, Source::Stderr, b"2024-05-01T10:00:00.2Z err\n");
+        assert_eq!(other[0].data, Bytes::from_static(b"err"));
+        let out = feed(&mut a, Source::Stdout, b"2024-05-01T10:00:00.3Z def\n");
+        assert_eq!(out[0].data, Bytes::from_static(b"abcdef"));
+        assert_eq!(out[0].time.timestamp_subsec_millis(), 300);
+        assert!(feed(&mut a, Source::Stdout, b"2024-05-01T10:00:00.4Z tail").is_empty());
+        let mut rest = Vec::new();
+        a.finish(&mut rest);
+        assert_eq!(rest[0].data, Bytes::from_static(b"tail"));
+    }
+
+    #[test]
+    fn over_long_lines_are_split() {
+        let mut a = LineAssembler::default();
+        let mut frame = b"2024-05-01T10:00:00.1Z ".to_vec();
+        frame.extend(std::iter::repeat_n(b'x', MAX_LINE * 2 + 10));
+        frame.push(b'\n');
+        let out = feed(&mut a, Source::Stdout, &frame);
+        let sizes: Vec<usize> = out.iter().map(|l| l.data.len()).collect();
+        assert_eq!(sizes, [MAX_LINE, MAX_LINE, 10]);
+        let mut exact = b"2024-05-01T10:00:00.1Z ".to_vec();
+        exact.extend(std::iter::repeat_n(b'y', MAX_LINE));
+        exact.push(b'\n');
+        assert_eq!(feed(&mut a, Source::Stdout, &exact).len(), 1);
+    }
+}

@@ -1,0 +1,55 @@
+//! The `logspout` binary: reads the environment and the route argument, then runs the library.
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+/// Ships every container's stdout/stderr to syslog and raw routes (drop-in for gliderlabs/logspout).
+///
+/// Everything else is configured through environment variables (see README.md).
+#[derive(Debug, Parser)]
+#[command(name = "logspout", disable_version_flag = true)]
+struct Args {
+    /// Route URIs, comma-separated (overrides ROUTE_URIS), e.g. syslog+tcp://logs:514.
+    routes: Option<String>,
+    /// Ignored, as in the original (only the first argument is read).
+    #[arg(hide = true)]
+    ignored: Vec<String>,
+    /// Print the version and exit.
+    #[arg(long)]
+    version: bool,
+    /// Log as JSON lines.
+    #[arg(long, env = "LOGSPOUT_LOG_JSON")]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let command = Args::command();
+    let args = Args::parse_from(common::cli::go_style_args(&command, std::env::args()));
+    if args.version {
+        println!("{}", logspout::VERSION);
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("logspout: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("!! {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
+    let config = logspout::Config::from_env(args.routes.as_deref())?;
+    common::logging::init(config.debug, args.log_json);
+    let shutdown = common::shutdown::install()?;
+    logspout::run(config, shutdown).await?;
+    Ok(())
+}

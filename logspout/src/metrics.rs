@@ -1,0 +1,81 @@
+//! Prometheus metrics: lines read from Docker, lines queued/sent/dropped and reconnects per
+//! route, attached containers.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Every metric logspout exports, registered in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Lines read from Docker, all containers.
+    pub lines_read: IntCounter,
+    /// Lines accepted into a route's queue, by route ID.
+    pub lines_queued: IntCounterVec,
+    /// Lines written to a route's destination, by route ID.
+    pub lines_sent: IntCounterVec,
+    /// Lines dropped (queue full or undeliverable), by route ID.
+    pub lines_dropped: IntCounterVec,
+    /// Connection attempts after a lost connection or a failed attempt, by route ID.
+    pub reconnects: IntCounterVec,
+    /// Containers whose logs are being read.
+    pub attached_containers: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let lines_read = IntCounter::new(
+            "logspout_lines_read_total",
+            "Log lines read from Docker (all containers)",
+        )?;
+        let per_route =
+            |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["route"]);
+        let lines_queued = per_route(
+            "logspout_route_lines_in_total",
+            "Log lines queued for a route",
+        )?;
+        let lines_sent = per_route(
+            "logspout_route_lines_out_total",
+            "Log lines written to a route's destination",
+        )?;
+        let lines_dropped = per_route(
+            "logspout_route_lines_dropped_total",
+            "Log lines dropped because the route's queue was full or the destination refused them",
+        )?;
+        let reconnects = per_route(
+            "logspout_route_reconnects_total",
+            "Connection attempts to a route's destination after a lost connection or a failed attempt",
+        )?;
+        let attached_containers = IntGauge::new(
+            "logspout_attached_containers",
+            "Containers whose logs are being read",
+        )?;
+        registry.register(Box::new(lines_read.clone()))?;
+        registry.register(Box::new(lines_queued.clone()))?;
+        registry.register(Box::new(lines_sent.clone()))?;
+        registry.register(Box::new(lines_dropped.clone()))?;
+        registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(attached_containers.clone()))?;
+        Ok(Self {
+            registry,
+            lines_read,
+            lines_queued,
+            lines_sent,
+            lines_dropped,
+            reconnects,
+            attached_containers,
+        })
+    }
+
+    /// Forgets the per-route series of a deleted route.
+    pub fn remove_route(&self, route: &str) {
+        for vec in [
+            &self.lines_queued,
+            &self.lines_sent,
+            &self.lines_dropped,
+            &self.reconnects,
+        ] {
+            let _ = vec.remove_label_values(&[route]);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Turns a message into the exact bytes a route sends: the syslog or raw adapter's output,
+//! framed for the route's transport.
+
+use std::collections::HashMap;
+
+use crate::message::Message;
+use crate::multiline::MultilineSettings;
+use crate::route::{AdapterKind, AdapterSpec, RouteError};
+use crate::syslog::{SyslogRenderer, SyslogSettings, TcpFraming, frame};
+use crate::template::Template;
+
+/// Default `RAW_FORMAT`: the line and a real LF.
+pub const DEFAULT_RAW_FORMAT: &str = "{{.Data}}\n";
+
+/// The adapter settings every route is built from.
+#[derive(Debug, Clone)]
+pub struct AdapterSettings {
+    pub syslog: SyslogSettings,
+    /// `RAW_FORMAT`, verbatim (escape sequences are not interpreted, as in the original).
+    pub raw_format: String,
+    /// `MULTILINE_*`, for `multiline+…` routes.
+    pub multiline: MultilineSettings,
+}
+
+impl Default for AdapterSettings {
+    fn default() -> Self {
+        Self {
+            syslog: SyslogSettings::default(),
+            raw_format: DEFAULT_RAW_FORMAT.to_owned(),
+            multiline: MultilineSettings::default(),
+        }
+    }
+}
+
+/// The renderer of one route.
+#[derive(Debug, Clone)]
+pub enum Renderer {
+    /// Syslog lines; `Some(framing)` on TCP and TLS.
+    Syslog(SyslogRenderer, Option<TcpFraming>),
+    /// The `RAW_FORMAT` template, unframed.
+    Raw(Template),
+}
+
+impl Renderer {
+    pub fn new(
+        spec: AdapterSpec,
+        settings: &AdapterSettings,
+        options: &HashMap<String, String>,
+    ) -> Result<Self, RouteError> {
+        Ok(match spec.kind {
+            AdapterKind::Syslog => {
+                let framing = spec
+                    .transport
+                    .is_stream()
+                    .then_some(settings.syslog.framing);
+                Self::Syslog(SyslogRenderer::new(&settings.syslog, options)?, framing)
+            }
+            AdapterKind::Raw => Self::Raw(Template::compile("RAW_FORMAT", &settings.raw_format)?),
+        })
+    }
+
+    /// The bytes to send for `message` (one datagram on UDP).
+    pub fn render(&self, message: &Message) -> Vec<u8> {
+        match self {
+            Self::Syslog(renderer, None) => {
+                let mut out = Vec::with_capacity(message.data.len() + 96);
+                renderer.render(message, &mut out);
+                out
+            }
+            Self::Syslog(renderer, Some(framing)) => {
+                let mut line = Vec::with_capacity(message.data.len() + 96);
+                renderer.render(message, &mut line);
+                if *framing == TcpFraming::Traditional {
+                    return line;
+                }
+                let mut out = Vec::with_capacity(line.len() + 8);
+                frame(*framing, &line, &mut out);
+                out
+            }
+            Self::Raw(template) => {
+                let mut out = Vec::with_capacity(message.data.len() + 1);
+                template.render(message, &mut out);
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{ContainerInfo, Source};
+    use bytes::Bytes;
+    use chrono::Utc;
+    use std::sync::Arc;
+
+    fn hello(data: &str) -> Message {
+        Message {
+            container: Arc::new(ContainerInfo {
+                id: "abc".into(),
+                name: "/web".into(),
+                ..ContainerInfo::default()
+            }),
+            source: Source::Stdout,
+            data: Bytes::copy_from_slice(data.as_bytes()),
+            time: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn raw_routes_render_the_spec_examples() {
+        let cases = [
+            ("raw", DEFAULT_RAW_FORMAT, "hello", "hello\n"),
+            ("tcp", DEFAULT_RAW_FORMAT, "hello", "hello\n"),
+            (
+                "raw+tcp",
+                "{{.Container.Name}}|{{.Source}}|{{.Data}}\n",
+                "hello",
+                "/web|stdout|hello\n",
+            ),
+            ("tcp", "{{toJSON .Data}}", "a\"<b", "\"a\\\"\\u003cb\""),
+            ("raw", "{{.Data}}\\n", "hello", "hello\\n"),
+        ];
+        for (adapter, format, line, expected) in cases {
+            let (spec, _) = AdapterSpec::resolve(adapter).unwrap();
+            let settings = AdapterSettings {
+                raw_format: format.into(),
+                ..AdapterSettings::default()
+            };
+            let renderer = Renderer::new(spec, &settings, &HashMap::new()).unwrap();
+            assert_eq!(
+                String::from_utf8(renderer.render(&hello(line))).unwrap(),
+                expected,
+                "{format}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_template_fails_route_creation() {
+        let (spec, _) = AdapterSpec::resolve("raw").unwrap();
+        let settings = AdapterSettings {
+            raw_format: "{{.Nope}}".into(),
+            ..AdapterSettings::default()
+        };
+        let err = Renderer::new(spec, &settings, &HashMap::new()).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("RAW_FORMAT: unsupported template"),
+            "{err}"
+        );
+    }
+}

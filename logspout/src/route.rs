@@ -1,0 +1,404 @@
+//! Routes: the route URI syntax (`syslog+tcp://host:514?filter.name=web*`), the adapter and
+//! transport names, and the JSON shape of the `/routes` API and the persisted route files.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a route URI or route object is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("bad route URI {uri:?}: {reason}")]
+    BadUri { uri: String, reason: String },
+    #[error("bad adapter: {0}")]
+    BadAdapter(String),
+    #[error("bad transport: {0}")]
+    BadTransport(String),
+    #[error("multiline: adapter must have a sub-adapter, eg: multiline+raw+tcp")]
+    MultilineWithoutSubAdapter,
+    #[error("address {0}: missing port in address")]
+    MissingPort(String),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// A route as the original's `router.Route` serialises it (field order kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_labels: Vec<String>,
+    #[serde(default)]
+    pub adapter: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+/// What a route writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterKind {
+    Syslog,
+    Raw,
+}
+
+/// How a route reaches its destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "udp" => Some(Self::Udp),
+            "tcp" => Some(Self::Tcp),
+            "tls" => Some(Self::Tls),
+            _ => None,
+        }
+    }
+
+    pub fn is_stream(self) -> bool {
+        self != Self::Udp
+    }
+}
+
+/// The resolved adapter of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdapterSpec {
+    pub kind: AdapterKind,
+    pub transport: Transport,
+    /// `multiline+…`: lines are merged before the sub-adapter renders them.
+    pub multiline: bool,
+}
+
+impl AdapterSpec {
+    /// Resolves an adapter string (`syslog+tcp`, `tcp`, …). Returns the spec and the adapter
+    /// string the route shows afterwards (`tcp` becomes `raw+tcp`, as in the original).
+    ///
+    /// Unlike the original, a suffix after `udp`/`tcp`/`tls` is rejected: `tcp+tls` used to
+    /// send plaintext TCP silently.
+    pub fn resolve(adapter: &str) -> Result<(Self, String), RouteError> {
+        if adapter == "multiline" {
+            return Err(RouteError::MultilineWithoutSubAdapter);
+        }
+        if let Some(sub) = adapter.strip_prefix("multiline+") {
+            let (spec, _) = Self::resolve(sub)?;
+            if spec.multiline {
+                return Err(RouteError::BadAdapter(adapter.to_owned()));
+            }
+            let spec = Self {
+                multiline: true,
+                ..spec
+            };
+            return Ok((spec, adapter.to_owned()));
+        }
+        let parts: Vec<&str> = adapter.split('+').collect();
+        let bad_transport = || RouteError::BadTransport(adapter.to_owned());
+        match parts.as_slice() {
+            [kind @ ("syslog" | "raw"), rest @ ..] => {
+                let transport = match rest {
+                    [] => Transport::Udp,
+                    [name] => Transport::parse(name).ok_or_else(bad_transport)?,
+                    _ => return Err(bad_transport()),
+                };
+                let kind = if *kind == "syslog" {
+                    AdapterKind::Syslog
+                } else {
+                    AdapterKind::Raw
+                };
+                let spec = Self {
+                    kind,
+                    transport,
+                    multiline: false,
+                };
+                Ok((spec, adapter.to_owned()))
+            }
+            [name @ ("udp" | "tcp" | "tls"), rest @ ..] => {
+                if !rest.is_empty() {
+                    return Err(bad_transport());
+                }
+                let transport = Transport::parse(name).ok_or_else(bad_transport)?;
+                let spec = Self {
+                    kind: AdapterKind::Raw,
+                    transport,
+                    multiline: false,
+                };
+                Ok((spec, format!("raw+{name}")))
+            }
+            _ => Err(RouteError::BadAdapter(adapter.to_owned())),
+        }
+    }
+}
+
+impl Route {
+    /// Parses one route URI (after `$VAR` expansion).
+    pub fn from_uri(uri: &str) -> Result<Self, RouteError> {
+        let bad = |reason: &str| RouteError::BadUri {
+            uri: uri.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let parsed = url::Url::parse(uri).map_err(|e| bad(&e.to_string()))?;
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("no host:port"))?;
+        let address = match parsed.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => return Err(RouteError::MissingPort(host.to_owned())),
+        };
+        let mut route = Self {
+            adapter: parsed.scheme().to_owned(),
+            address,
+            ..Self::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (key, value) in parsed.query_pairs() {
+            // Go's url.Values.Get: the first value of each key wins.
+            if !seen.insert(key.to_string()) {
+                continue;
+            }
+            match key.as_ref() {
+                "filter.id" => route.filter_id = value.into_owned(),
+                "filter.name" => route.filter_name = value.into_owned(),
+                "filter.labels" => route.filter_labels = split_list(&value),
+                "filter.sources" => route.filter_sources = split_list(&value),
+                _ => {
+                    route.options.insert(key.into_owned(), value.into_owned());
+                }
+            }
+        }
+        Ok(route)
+    }
+
+    /// Checks the adapter, canonicalises its name and gives the route an ID if it has none.
+    pub fn validate(mut self) -> Result<(Self, AdapterSpec), RouteError> {
+        let (spec, adapter) = AdapterSpec::resolve(&self.adapter)?;
+        self.adapter = adapter;
+        if !self.address.contains(':') {
+            return Err(RouteError::MissingPort(self.address));
+        }
+        if self.id.is_empty() {
+            self.id = new_route_id();
+        }
+        Ok((self, spec))
+    }
+}
+
+fn split_list(value: &str) -> Vec<String> {
+    value.split(',').map(str::to_owned).collect()
+}
+
+/// 12 random hex digits, like the original's route IDs.
+pub fn new_route_id() -> String {
+    format!("{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Splits a `ROUTE_URIS` value (or the first argument) into route URIs, expanding `$VAR` and
+/// `${VAR}` with `lookup` first (unset → empty), like Go's `os.ExpandEnv`.
+pub fn split_route_uris(value: &str, lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    value
+        .split(',')
+        .filter(|piece| !piece.trim().is_empty())
+        .map(|piece| expand_env(piece, &lookup))
+        .collect()
+}
+
+/// Go's `os.Expand` for `$NAME` and `${NAME}`.
+pub fn expand_env(text: &str, lookup: &impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(braced) = after.strip_prefix('{') {
+            match braced.find('}') {
+                Some(end) if end > 0 => {
+                    out.push_str(&lookup(&braced[..end]).unwrap_or_default());
+                    rest = &braced[end + 1..];
+                }
+                // Bad syntax: Go eats the characters.
+                Some(end) => rest = &braced[end + 1..],
+                None => rest = "",
+            }
+            continue;
+        }
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        if name_len == 0 {
+            out.push('$');
+            rest = after;
+        } else {
+            out.push_str(&lookup(&after[..name_len]).unwrap_or_default());
+            rest = &after[name_len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_parse_into_routes() {
+        let r = Route::from_uri(
+            "syslog+tcp://logs.example.local:514/ignored?filter.name=*_db&filter.labels=a:x*%2Cb:*y\
+             &filter.sources=stderr&filter.id=abc&append_tag=.app&filter.name=second",
+        )
+        .unwrap();
+        assert_eq!(r.adapter, "syslog+tcp");
+        assert_eq!(r.address, "logs.example.local:514");
+        assert_eq!(r.filter_name, "*_db");
+        assert_eq!(r.filter_id, "abc");
+        assert_eq!(r.filter_labels, ["a:x*", "b:*y"]);
+        assert_eq!(r.filter_sources, ["stderr"]);
+        assert_eq!(
+            r.options.get("append_tag").map(String::as_str),
+            Some(".app")
+        );
+        let v6 = Route::from_uri("syslog://[::1]:514").unwrap();
+        assert_eq!(v6.address, "[::1]:514");
+    }
+
+    #[test]
+    fn adapters_resolve_like_the_original() {
+        let ok = [
+            ("syslog", AdapterKind::Syslog, Transport::Udp, "syslog"),
+            (
+                "syslog+udp",
+                AdapterKind::Syslog,
+                Transport::Udp,
+                "syslog+udp",
+            ),
+            (
+                "syslog+tcp",
+                AdapterKind::Syslog,
+                Transport::Tcp,
+                "syslog+tcp",
+            ),
+            (
+                "syslog+tls",
+                AdapterKind::Syslog,
+                Transport::Tls,
+                "syslog+tls",
+            ),
+            ("raw", AdapterKind::Raw, Transport::Udp, "raw"),
+            ("raw+tcp", AdapterKind::Raw, Transport::Tcp, "raw+tcp"),
+            ("udp", AdapterKind::Raw, Transport::Udp, "raw+udp"),
+            ("tcp", AdapterKind::Raw, Transport::Tcp, "raw+tcp"),
+            ("tls", AdapterKind::Raw, Transport::Tls, "raw+tls"),
+            (
+                "multiline+raw+tcp",
+                AdapterKind::Raw,
+                Transport::Tcp,
+                "multiline+raw+tcp",
+            ),
+            (
+                "multiline+syslog",
+                AdapterKind::Syslog,
+                Transport::Udp,
+                "multiline+syslog",
+            ),
+            (
+                "multiline+tcp",
+                AdapterKind::Raw,
+                Transport::Tcp,
+                "multiline+tcp",
+            ),
+        ];
+        for (adapter, kind, transport, shown) in ok {
+            let (spec, name) = AdapterSpec::resolve(adapter).unwrap();
+            assert_eq!(
+                (spec.kind, spec.transport, name.as_str()),
+                (kind, transport, shown)
+            );
+            assert_eq!(spec.multiline, adapter.starts_with("multiline+"));
+        }
+        let bad = [
+            ("foo", "bad adapter: foo"),
+            ("", "bad adapter: "),
+            ("syslog+foo", "bad transport: syslog+foo"),
+            ("syslog+tcp+x", "bad transport: syslog+tcp+x"),
+            ("tcp+tls", "bad transport: tcp+tls"),
+            ("udp+tcp", "bad transport: udp+tcp"),
+            ("multiline+foo", "bad adapter: foo"),
+            (
+                "multiline+multiline+raw",
+                "bad adapter: multiline+multiline+raw",
+            ),
+            (
+                "multiline",
+                "multiline: adapter must have a sub-adapter, eg: multiline+raw+tcp",
+            ),
+        ];
+        for (adapter, message) in bad {
+            assert_eq!(
+                AdapterSpec::resolve(adapter).unwrap_err().to_string(),
+                message
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_uris_are_errors() {
+        for (uri, start) in [
+            ("syslog://host", "address host: missing port"),
+            ("not a uri", "bad route URI"),
+            ("syslog:///nohost", "bad route URI"),
+            ("syslog://h:99999", "bad route URI"),
+        ] {
+            let err = Route::from_uri(uri)
+                .and_then(Route::validate)
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(start), "{uri}: {err}");
+        }
+    }
+
+    #[test]
+    fn route_json_has_the_original_shape() {
+        let (route, _) = Route::from_uri("tcp://127.0.0.1:5000?filter.name=web")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(route.id.len(), 12);
+        let json = serde_json::to_string_pretty(&Route {
+            id: "0123456789ab".into(),
+            ..route
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            "{\n  \"id\": \"0123456789ab\",\n  \"filter_name\": \"web\",\n  \"adapter\": \"raw+tcp\",\n  \"address\": \"127.0.0.1:5000\"\n}"
+        );
+    }
+
+    #[test]
+    fn route_lists_expand_env_like_go() {
+        let env = |name: &str| match name {
+            "DEST" => Some("127.0.0.1:514".to_owned()),
+            "PORT" => Some("6000".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            split_route_uris("raw://$DEST,syslog://h:${PORT}?x=$UNSET,", env),
+            ["raw://127.0.0.1:514", "syslog://h:6000?x="]
+        );
+        assert_eq!(expand_env("a$ b$", &env), "a$ b$");
+    }
+}

@@ -1,0 +1,392 @@
+//! The set of active routes: adding (from URIs, the API or persisted files), removing,
+//! persisting under `ROUTESPATH`, and handing each message to the routes that take it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use common::Backoff;
+use prometheus::IntCounter;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::filter::{route_matches_container, route_matches_source};
+use crate::message::{ContainerInfo, Message};
+use crate::metrics::Metrics;
+use crate::multiline::Merger;
+use crate::queue::RouteQueue;
+use crate::render::{AdapterSettings, Renderer};
+use crate::route::{Route, RouteError, Transport};
+use crate::sender::Sender;
+use crate::tls::TlsSettings;
+
+/// Everything a route needs besides its own definition.
+#[derive(Debug, Clone)]
+pub struct RouteContext {
+    pub adapters: AdapterSettings,
+    pub tls: TlsSettings,
+    /// Bound of each route's queue, in bytes.
+    pub queue_bytes: usize,
+    /// Reconnect policy of the senders.
+    pub backoff: Backoff,
+    pub metrics: Metrics,
+}
+
+/// Why a persisted route could not be written or removed.
+#[derive(Debug, thiserror::Error)]
+#[error("route file {path}: {source}")]
+pub struct PersistError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Renders messages of one route into its queue.
+#[derive(Debug)]
+struct RouteSink {
+    id: String,
+    address: String,
+    renderer: Renderer,
+    queue: Arc<RouteQueue>,
+    /// This route's series of `lines_queued` and `lines_dropped` (looked up once).
+    queued: IntCounter,
+    dropped: IntCounter,
+    created: Instant,
+    /// Seconds since `created` (plus the interval) of the last drop warning; 0 = none yet.
+    last_warning: AtomicU64,
+}
+
+/// At most one "queue full" warning per route in this many seconds.
+const DROP_WARNING_INTERVAL_SECS: u64 = 10;
+
+impl RouteSink {
+    /// Renders and queues a message (never waits).
+    fn push(&self, message: &Message) {
+        let bytes = Bytes::from(self.renderer.render(message));
+        let pushed = self.queue.push(bytes);
+        self.queued.inc();
+        if pushed.dropped > 0 {
+            self.dropped.inc_by(pushed.dropped as u64);
+            // One warning per interval, not one per dropped line.
+            let now = self.created.elapsed().as_secs() + DROP_WARNING_INTERVAL_SECS;
+            let last = self.last_warning.load(Ordering::Relaxed);
+            if now >= last + DROP_WARNING_INTERVAL_SECS
+                && self
+                    .last_warning
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(route = %self.id, address = %self.address, dropped_total = self.dropped.get(), "route queue full, dropped the oldest messages");
+            }
+        }
+    }
+}
+
+/// A running route: its definition, renderer, queue and sender.
+#[derive(Debug)]
+pub struct ActiveRoute {
+    pub route: Route,
+    sink: Arc<RouteSink>,
+    merger: Option<Arc<Merger>>,
+    cancel: CancellationToken,
+}
+
+impl ActiveRoute {
+    /// Hands a message to this route (never waits).
+    fn offer(&self, message: &Message) {
+        if !route_matches_source(&self.route, message.source) {
+            return;
+        }
+        match &self.merger {
+            Some(merger) => merger.feed(message, |m| self.sink.push(m)),
+            None => self.sink.push(message),
+        }
+    }
+}
+
+/// Emits idle multiline groups of a route until it is removed.
+async fn flush_idle_groups(merger: Arc<Merger>, sink: Arc<RouteSink>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(merger.tick());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => merger.flush_idle(false, |m| sink.push(m)),
+        }
+    }
+}
+
+/// The routes of this process.
+#[derive(Debug)]
+pub struct RouteTable {
+    ctx: RouteContext,
+    routes: ArcSwap<Vec<Arc<ActiveRoute>>>,
+    /// Serialises changes (readers use the `ArcSwap` snapshot without locking).
+    changes: Mutex<()>,
+    persist_dir: Option<PathBuf>,
+    senders: TaskTracker,
+}
+
+/// The routes that take one container's lines, recomputed when the route set changes.
+#[derive(Debug, Default)]
+pub struct RouteSelection {
+    snapshot: Option<Arc<Vec<Arc<ActiveRoute>>>>,
+    matched: Vec<Arc<ActiveRoute>>,
+}
+
+impl RouteTable {
+    /// An empty table; routes are persisted in `persist_dir` if given.
+    pub fn new(ctx: RouteContext, persist_dir: Option<PathBuf>) -> Self {
+        Self {
+            ctx,
+            routes: ArcSwap::from_pointee(Vec::new()),
+            changes: Mutex::new(()),
+            persist_dir,
+            senders: TaskTracker::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
+    /// Validates and starts a route. Its destination need not be reachable: the sender retries.
+    pub fn add(&self, route: Route, persist: bool) -> Result<Route, AddRouteError> {
+        let (route, spec) = route.validate()?;
+        let options: HashMap<String, String> = route.options.clone().into_iter().collect();
+        let renderer = Renderer::new(spec, &self.ctx.adapters, &options)?;
+        let tls = match spec.transport {
+            Transport::Tls => Some(
+                self.ctx
+                    .tls
+                    .connector(&route.address)
+                    .map_err(RouteError::from)?,
+            ),
+            _ => None,
+        };
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        if persist {
+            self.persist(&route)?;
+        }
+        let queue = Arc::new(RouteQueue::new(self.ctx.queue_bytes));
+        let cancel = CancellationToken::new();
+        let sink = Arc::new(RouteSink {
+            id: route.id.clone(),
+            address: route.address.clone(),
+            renderer,
+            queue: queue.clone(),
+            queued: self
+                .ctx
+                .metrics
+                .lines_queued
+                .with_label_values(&[&route.id]),
+            dropped: self
+                .ctx
+                .metrics
+                .lines_dropped
+                .with_label_values(&[&route.id]),
+            created: Instant::now(),
+            last_warning: AtomicU64::new(0),
+        });
+        let merger = spec
+            .multiline
+            .then(|| Arc::new(Merger::new(self.ctx.adapters.multiline.clone())));
+        if let Some(merger) = &merger {
+            tokio::spawn(flush_idle_groups(
+                merger.clone(),
+                sink.clone(),
+                cancel.clone(),
+            ));
+        }
+        let sender = Sender {
+            route_id: route.id.clone(),
+            address: route.address.clone(),
+            transport: spec.transport,
+            tls,
+            queue: queue.clone(),
+            metrics: self.ctx.metrics.clone(),
+            backoff: self.ctx.backoff,
+        };
+        self.senders.spawn(sender.run(cancel.clone()));
+        let active = Arc::new(ActiveRoute {
+            route: route.clone(),
+            sink,
+            merger,
+            cancel,
+        });
+        let mut routes: Vec<Arc<ActiveRoute>> = self
+            .routes
+            .load()
+            .iter()
+            .filter(|r| r.route.id != route.id)
+            .cloned()
+            .collect();
+        routes.push(active);
+        self.routes.store(Arc::new(routes));
+        tracing::info!(route = %route.id, adapter = %route.adapter, address = %route.address, "route added");
+        Ok(route)
+    }
+
+    /// Stops and forgets a route (and its file). False if there is no such route.
+    pub fn remove(&self, id: &str) -> Result<bool, PersistError> {
+        let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.routes.load_full();
+        let Some(active) = current.iter().find(|r| r.route.id == id) else {
+            return Ok(false);
+        };
+        active.cancel.cancel();
+        let rest = current
+            .iter()
+            .filter(|r| r.route.id != id)
+            .cloned()
+            .collect();
+        self.routes.store(Arc::new(rest));
+        self.ctx.metrics.remove_route(id);
+        if let Some(dir) = &self.persist_dir {
+            let path = dir.join(format!("{id}.json"));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(PersistError { path, source }),
+            }
+        }
+        tracing::info!(route = %id, "route removed");
+        Ok(true)
+    }
+
+    /// Every route, in the order they were added.
+    pub fn list(&self) -> Vec<Route> {
+        self.routes.load().iter().map(|r| r.route.clone()).collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<Route> {
+        self.routes
+            .load()
+            .iter()
+            .find(|r| r.route.id == id)
+            .map(|r| r.route.clone())
+    }
+
+    /// Hands `message` to every route of `selection` (refreshed if the routes changed).
+    pub fn dispatch(&self, selection: &mut RouteSelection, message: &Message) {
+        let current = self.routes.load();
+        let stale = selection
+            .snapshot
+            .as_ref()
+            .is_none_or(|s| !Arc::ptr_eq(s, &current));
+        if stale {
+            let snapshot = arc_swap::Guard::into_inner(current);
+            selection.matched = snapshot
+                .iter()
+                .filter(|r| route_matches_container(&r.route, &message.container))
+                .cloned()
+                .collect();
+            selection.snapshot = Some(snapshot);
+        }
+        for route in &selection.matched {
+            route.offer(message);
+        }
+    }
+
+    /// True when any route takes lines of `container` (used only for logging).
+    pub fn any_route_for(&self, container: &ContainerInfo) -> bool {
+        self.routes
+            .load()
+            .iter()
+            .any(|r| route_matches_container(&r.route, container))
+    }
+
+    /// Loads the routes persisted in the routes directory (bad files are skipped with a warning).
+    pub fn load_persisted(&self) -> usize {
+        let Some(dir) = &self.persist_dir else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut loaded = 0;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            match load_route(&path) {
+                Ok(route) => match self.add(route, false) {
+                    Ok(_) => loaded += 1,
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "persisted route not usable, skipped")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "persisted route unreadable, skipped")
+                }
+            }
+        }
+        loaded
+    }
+
+    fn persist(&self, route: &Route) -> Result<(), PersistError> {
+        let Some(dir) = &self.persist_dir else {
+            return Ok(());
+        };
+        let path = dir.join(format!("{}.json", route.id));
+        let error = |source| PersistError {
+            path: path.clone(),
+            source,
+        };
+        let json = serde_json::to_string_pretty(route).map_err(|e| error(e.into()))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(error)?;
+        file.write_all(json.as_bytes()).map_err(error)?;
+        Ok(())
+    }
+
+    /// Closes every queue and waits (at most `timeout`) for the senders to deliver what is
+    /// queued. Returns the number of messages left undelivered.
+    pub async fn flush(&self, timeout: Duration) -> usize {
+        let routes = self.routes.load_full();
+        for route in routes.iter() {
+            if let Some(merger) = &route.merger {
+                merger.flush_idle(true, |m| route.sink.push(m));
+            }
+            route.sink.queue.close();
+        }
+        self.senders.close();
+        if tokio::time::timeout(timeout, self.senders.wait())
+            .await
+            .is_err()
+        {
+            for route in routes.iter() {
+                route.cancel.cancel();
+            }
+        }
+        routes.iter().map(|r| r.sink.queue.len()).sum()
+    }
+}
+
+fn load_route(path: &Path) -> Result<Route, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
+/// Why a route could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddRouteError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}

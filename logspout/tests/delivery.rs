@@ -1,0 +1,284 @@
+//! Nothing lost, nothing doubled: a TCP destination that goes away and comes back, Docker log
+//! streams that end while the container runs, container restarts, and SIGTERM with lines queued.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+mod support;
+
+use std::time::Duration;
+
+use bollard::exec::StartExecOptions;
+use bollard::models::ExecConfig;
+use harness::{ContainerSpec, SyslogReceiver, TestContainer, TestDocker, wait_until};
+use support::{Logspout, WAIT, unique};
+
+/// Runs `touch <file>` inside the container (the container's scripts wait for such files).
+async fn touch(docker: &TestDocker, container: &TestContainer, file: &str) {
+    let exec = docker
+        .docker()
+        .create_exec(
+            container.id(),
+            ExecConfig {
+                cmd: Some(vec!["touch".into(), file.into()]),
+                ..ExecConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+    let options = StartExecOptions {
+        detach: true,
+        ..StartExecOptions::default()
+    };
+    docker
+        .docker()
+        .start_exec(&exec.id, Some(options))
+        .await
+        .unwrap();
+}
+
+/// The numbered lines received, in arrival order.
+fn numbers(receiver: &SyslogReceiver) -> Vec<u64> {
+    receiver
+        .messages()
+        .iter()
+        .map(|m| {
+            m.msg
+                .trim()
+                .strip_prefix("line-")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected message {:?}", m.raw_text()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_receiver_outages_lose_and_double_nothing() {
+    const BURST: u64 = 2000;
+    const BURSTS: u64 = 5;
+    let docker = TestDocker::connect().await;
+    let mut receiver = SyslogReceiver::start().await;
+    let name = unique("ls-outage");
+    // A DNS name, looked up again on every reconnect.
+    let route = format!(
+        "syslog+tcp://localhost:{}?filter.name={name}",
+        receiver.port()
+    );
+    let logspout = Logspout::start(Some(&route), &[]).await;
+    // Burst b is written once /tmp/go<b-1> exists: the test decides when.
+    let script = format!(
+        "touch /tmp/go0; for b in $(seq 1 {BURSTS}); do \
+           while [ ! -e /tmp/go$((b-1)) ]; do sleep 0.05; done; \
+           seq $(( (b-1)*{BURST}+1 )) $(( b*{BURST} )) | sed 's/^/line-/'; \
+         done; trap 'exit 0' TERM; while true; do sleep 1; done"
+    );
+    let container = docker.run(ContainerSpec::shell(&script).name(&name)).await;
+    for burst in 1..=BURSTS {
+        receiver
+            .wait_for_count((burst * BURST) as usize, WAIT)
+            .await;
+        assert_eq!(
+            receiver.messages().len() as u64,
+            burst * BURST,
+            "burst {burst} not yet released"
+        );
+        if burst == BURSTS {
+            break;
+        }
+        // The destination goes away between bursts; the next burst is written meanwhile.
+        receiver.stop().await;
+        touch(&docker, &container, &format!("/tmp/go{burst}")).await;
+        let queued = (burst + 1) * BURST;
+        wait_until(
+            "the next burst read while the destination is down",
+            WAIT,
+            || async {
+                (logspout.metric("logspout_route_lines_in_total").await >= queued as f64)
+                    .then_some(())
+            },
+        )
+        .await;
+        receiver.resume().await;
+    }
+    let got = numbers(&receiver);
+    let expected: Vec<u64> = (1..=BURSTS * BURST).collect();
+    assert!(
+        got == expected,
+        "lines missing, doubled or out of order: {} received",
+        got.len()
+    );
+    assert!(logspout.metric("logspout_route_reconnects_total").await >= (BURSTS - 1) as f64);
+    assert_eq!(
+        logspout.metric("logspout_route_lines_dropped_total").await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_docker_streams_resume_without_gap_or_duplicate() {
+    let docker = TestDocker::connect().await;
+    let receiver = SyslogReceiver::start().await;
+    let name = unique("ls-reattach");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    // A 1 s inactivity timeout ends the stream in every pause: each re-attach asks Docker for
+    // the whole last second again, and what was shipped must be skipped.
+    let logspout = Logspout::start(Some(&route), &[("INACTIVITY_TIMEOUT", "1s")]).await;
+    let script = "for b in 1 2 3 4; do seq $(( (b-1)*500+1 )) $(( b*500 )) | sed 's/^/line-/'; sleep 2; done; \
+                  trap 'exit 0' TERM; while true; do sleep 1; done";
+    let _container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    receiver.wait_for_count(2000, WAIT).await;
+    wait_until("a re-attach after the last burst", WAIT, || async {
+        (logspout.log().matches("re-attaching").count() >= 4).then_some(())
+    })
+    .await;
+    let got = numbers(&receiver);
+    assert_eq!(got, (1..=2000).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_container_is_not_replayed_even_with_backlog() {
+    let docker = TestDocker::connect().await;
+    let receiver = SyslogReceiver::start().await;
+    let name = unique("ls-restart");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    let _logspout = Logspout::start(Some(&route), &[("BACKLOG", "true")]).await;
+    let script = "if [ -e /tmp/ran ]; then echo run2; else touch /tmp/ran; echo run1; fi; \
+                  trap 'exit 0' TERM; while true; do sleep 1; done";
+    let container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    receiver.wait_for_msg("run1", WAIT).await;
+    container.stop(Duration::from_secs(10)).await;
+    container.start().await;
+    receiver.wait_for_msg("run2", WAIT).await;
+    let msgs: Vec<String> = receiver.messages().iter().map(|m| m.msg.clone()).collect();
+    assert_eq!(
+        msgs,
+        ["run1", "run2"],
+        "the original replays run1 again after a restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_queued_lines_then_exits_0() {
+    let docker = TestDocker::connect().await;
+    let mut receiver = SyslogReceiver::start().await;
+    let name = unique("ls-flush");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    // Down from the start: an unreachable destination is retried, not fatal.
+    receiver.stop().await;
+    let mut logspout = Logspout::start(Some(&route), &[]).await;
+    let script = "seq 1 1000 | sed 's/^/line-/'; trap 'exit 0' TERM; while true; do sleep 1; done";
+    let _container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    wait_until("1000 lines queued", WAIT, || async {
+        (logspout.metric("logspout_route_lines_in_total").await >= 1000.0).then_some(())
+    })
+    .await;
+    logspout.terminate();
+    receiver.resume().await;
+    let status = logspout.wait_exit(WAIT).await;
+    assert_eq!(status.code(), Some(0), "{}", logspout.log());
+    assert_eq!(numbers(&receiver), (1..=1000).collect::<Vec<u64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_the_oldest_lines_and_counts_them() {
+    let docker = TestDocker::connect().await;
+    let mut receiver = SyslogReceiver::start().await;
+    let name = unique("ls-overflow");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    receiver.stop().await;
+    let logspout = Logspout::start(Some(&route), &[("LOGSPOUT_QUEUE_SIZE", "64KiB")]).await;
+    // About 80 bytes per rendered line: 5000 lines are far more than 64 KiB.
+    let script = "seq 1 5000 | sed 's/^/line-/'; trap 'exit 0' TERM; while true; do sleep 1; done";
+    let _container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    wait_until("5000 lines read", WAIT, || async {
+        (logspout.metric("logspout_route_lines_in_total").await >= 5000.0).then_some(())
+    })
+    .await;
+    let dropped = logspout.metric("logspout_route_lines_dropped_total").await;
+    assert!(dropped > 0.0, "nothing dropped");
+    receiver.resume().await;
+    let expected_kept = 5000 - dropped as u64;
+    receiver.wait_for_count(expected_kept as usize, WAIT).await;
+    let got = numbers(&receiver);
+    // The newest lines survive, in order, each once.
+    assert_eq!(got, ((dropped as u64 + 1)..=5000).collect::<Vec<u64>>());
+    assert!(
+        logspout
+            .log()
+            .contains("route queue full, dropped the oldest messages")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_decides_whether_lines_from_before_the_start_are_shipped() {
+    let docker = TestDocker::connect().await;
+    let name = unique("ls-backlog");
+    let script = "echo old; while [ ! -e /tmp/go0 ]; do sleep 0.05; done; echo new; \
+                  trap 'exit 0' TERM; while true; do sleep 1; done";
+    let container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    container.wait_for_log("old", WAIT).await;
+    // `old` must lie in an earlier second than logspout's start (the original's granularity).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let default = SyslogReceiver::start().await;
+    let backlog = SyslogReceiver::start().await;
+    let route =
+        |r: &SyslogReceiver| format!("syslog+tcp://127.0.0.1:{}?filter.name={name}", r.port());
+    let plain = Logspout::start(Some(&route(&default)), &[("BACKLOG", "false")]).await;
+    let replay = Logspout::start(Some(&route(&backlog)), &[("BACKLOG", "true")]).await;
+    backlog.wait_for_msg("old", WAIT).await;
+    plain.wait_attached(&name).await;
+    replay.wait_attached(&name).await;
+    touch(&docker, &container, "/tmp/go0").await;
+    default.wait_for_msg("new", WAIT).await;
+    backlog.wait_for_msg("new", WAIT).await;
+    let msgs = |r: &SyslogReceiver| {
+        r.messages()
+            .iter()
+            .map(|m| m.msg.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(msgs(&default), ["new"]);
+    assert_eq!(msgs(&backlog), ["old", "new"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_logspout_resumes_where_it_stopped() {
+    let docker = TestDocker::connect().await;
+    let receiver = SyslogReceiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let positions = state.path().join("positions").display().to_string();
+    let name = unique("ls-resume");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    let env = [("LOGSPOUT_POSITIONS_FILE", positions.as_str())];
+    let script = "for b in 1 2; do while [ ! -e /tmp/go$b ]; do sleep 0.05; done; \
+                  seq $(( (b-1)*100+1 )) $(( b*100 )) | sed 's/^/line-/'; done; \
+                  trap 'exit 0' TERM; while true; do sleep 1; done";
+    let container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    let mut first = Logspout::start(Some(&route), &env).await;
+    first.wait_attached(&name).await;
+    touch(&docker, &container, "/tmp/go1").await;
+    receiver.wait_for_count(100, WAIT).await;
+    first.terminate();
+    assert_eq!(first.wait_exit(WAIT).await.code(), Some(0));
+    // Written while logspout is down, in an earlier second than its next start.
+    touch(&docker, &container, "/tmp/go2").await;
+    container.wait_for_log("line-200", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _second = Logspout::start(Some(&route), &env).await;
+    receiver.wait_for_count(200, WAIT).await;
+    assert_eq!(numbers(&receiver), (1..=200).collect::<Vec<u64>>());
+}

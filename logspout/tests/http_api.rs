@@ -1,0 +1,321 @@
+//! The HTTP side against the real binary: `/health`, the `/routes` API with persistence, the
+//! bearer token, `/logs` streaming and `/metrics`.
+
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+mod support;
+
+use harness::{ContainerSpec, SyslogReceiver, TestDocker};
+use support::{Logspout, WAIT, request, unique};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_unknown_paths() {
+    let logspout = Logspout::start(None, &[]).await;
+    let (status, head, body) = logspout.get("/health").await;
+    assert_eq!((status, body.as_str()), (200, "Healthy!\n"));
+    assert!(head.contains("text/plain; charset=utf-8"), "{head}");
+    let (status, _, _) = request(logspout.http, "HEAD", "/health", &[], "")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let (status, _, body) = logspout.get("/").await;
+    assert_eq!((status, body.as_str()), (404, "404 page not found\n"));
+    let (status, _, body) = logspout.get("/routes").await;
+    assert_eq!((status, body.as_str()), (200, "[]\n"));
+    let (status, _, body) = request(logspout.http, "PUT", "/routes", &[], "")
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (405, ""));
+    let (status, _, body) = logspout.get("/metrics").await;
+    assert_eq!(status, 200);
+    for name in ["logspout_lines_read_total", "logspout_attached_containers"] {
+        assert!(body.contains(name), "{name} missing from {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_api_creates_persists_and_deletes_routes() {
+    let docker = TestDocker::connect().await;
+    let receiver = SyslogReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let logspout = Logspout::start_persisting(dir.path(), &[]).await;
+    let name = unique("ls-api");
+    let body = format!(
+        "{{\"adapter\":\"raw\",\"address\":\"127.0.0.1:{}\",\"filter_name\":\"{name}\"}}",
+        receiver.port()
+    );
+    let (status, head, created) = request(logspout.http, "POST", "/routes", &[], &body)
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{created}");
+    assert!(head.contains("application/json"), "{head}");
+    let id = created.split('"').nth(3).unwrap().to_owned();
+    assert_eq!(id.len(), 12);
+    assert_eq!(
+        created,
+        format!(
+            "{{\n  \"id\": \"{id}\",\n  \"filter_name\": \"{name}\",\n  \"adapter\": \"raw\",\n  \"address\": \"127.0.0.1:{}\"\n}}\n",
+            receiver.port()
+        )
+    );
+    let file = dir.path().join(format!("{id}.json"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), created.trim_end());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // The new route ships lines.
+    let _c = docker
+        .run(ContainerSpec::shell("echo via-api; sleep 30").name(&name))
+        .await;
+    harness::wait_until("the API route's line", WAIT, || async {
+        receiver
+            .messages()
+            .iter()
+            .any(|m| m.raw_text() == "via-api\n")
+            .then_some(())
+    })
+    .await;
+
+    let (status, head, one) = logspout.get(&format!("/routes/{id}")).await;
+    assert_eq!((status, one.as_str()), (200, created.as_str()));
+    assert!(head.contains("text/plain; charset=utf-8"), "{head}");
+    let (_, _, list) = logspout.get("/routes").await;
+    assert!(
+        list.starts_with("[\n  {\n    \"id\": ") && list.contains(&id),
+        "{list}"
+    );
+    assert_eq!(logspout.get("/routes/zzz").await.0, 404);
+
+    // A restart with the same directory keeps the route and its id.
+    drop(logspout);
+    let logspout = Logspout::start_persisting(dir.path(), &[]).await;
+    assert_eq!(logspout.get(&format!("/routes/{id}")).await.0, 200);
+
+    let (status, _, body) = request(logspout.http, "DELETE", &format!("/routes/{id}"), &[], "")
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, ""));
+    assert!(!file.exists());
+    assert_eq!(
+        request(logspout.http, "DELETE", &format!("/routes/{id}"), &[], "")
+            .await
+            .unwrap()
+            .0,
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_route_requests_are_400_with_a_message() {
+    let logspout = Logspout::start(None, &[]).await;
+    let cases = [
+        (
+            "{\"adapter\":\"nope\",\"address\":\"x:1\"}",
+            "Bad route: bad adapter: nope\n",
+        ),
+        ("", "Bad request: EOF\n"),
+        (
+            "{\"source\":{\"filter\":\"db\"},\"target\":{\"type\":\"syslog\",\"addr\":\"h:514\"}}",
+            "Bad route: bad adapter: \n",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, _, got) = request(logspout.http, "POST", "/routes", &[], body)
+            .await
+            .unwrap();
+        assert_eq!((status, got.as_str()), (400, expected), "{body}");
+    }
+    let (status, _, got) = request(logspout.http, "POST", "/routes", &[], "{not json")
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(got.starts_with("Bad request: "), "{got}");
+    assert_eq!(logspout.get("/routes").await.2, "[]\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_token_guards_routes_and_logs_but_not_health() {
+    let logspout = Logspout::start(None, &[("LOGSPOUT_HTTP_TOKEN", "s3cret")]).await;
+    assert_eq!(logspout.get("/routes").await.0, 401);
+    assert_eq!(logspout.get("/logs").await.0, 401);
+    assert_eq!(logspout.get("/health").await.0, 200);
+    let auth = [("Authorization", "Bearer s3cret")];
+    assert_eq!(
+        request(logspout.http, "GET", "/routes", &auth, "")
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let wrong = [("Authorization", "Bearer nope")];
+    assert_eq!(
+        request(logspout.http, "GET", "/routes", &wrong, "")
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+}
+
+/// Reads a streaming response until `needle` shows up.
+async fn read_stream_until(logspout: &Logspout, path: &str, needle: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(logspout.http).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: logspout\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    tokio::time::timeout(WAIT, async {
+        while !String::from_utf8_lossy(&seen).contains(needle) {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "stream closed: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no {needle:?} on {path}: {}",
+            String::from_utf8_lossy(&seen)
+        )
+    });
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stream_prints_lines_like_the_original() {
+    let docker = TestDocker::connect().await;
+    let logspout = Logspout::start(None, &[]).await;
+    let name = unique("ls-tap");
+    let single = tokio::spawn({
+        let http = logspout.http;
+        let path = format!("/logs/name:{name}");
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+            stream
+                .write_all(format!("GET {path} HTTP/1.1\r\nHost: l\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains("tick-3") {
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            String::from_utf8_lossy(&seen).into_owned()
+        }
+    });
+    let _c = docker
+        .run(
+            ContainerSpec::shell(
+                "for i in $(seq 1 60); do echo tick-$i; echo err-$i >&2; sleep 0.5; done",
+            )
+            .name(&name),
+        )
+        .await;
+    let pattern = format!("/logs/name:{name}*?colors=off&sources=stderr");
+    let multi = read_stream_until(&logspout, &pattern, "err-3\n").await;
+    let padded = format!("{name:>16}|err-");
+    assert!(multi.contains(&padded), "{multi}");
+    assert!(!multi.contains("tick-"), "sources=stderr: {multi}");
+    assert!(
+        multi.contains("Content-Type: text/plain") || multi.contains("content-type: text/plain"),
+        "{multi}"
+    );
+    let plain = tokio::time::timeout(WAIT, single).await.unwrap().unwrap();
+    assert!(plain.contains("tick-3\n"), "{plain}");
+    assert!(
+        !plain.contains('|'),
+        "single-container mode has no prefix: {plain}"
+    );
+}
+
+/// Opens `/logs` as a WebSocket and returns the stream after the `101` response.
+async fn websocket(
+    logspout: &Logspout,
+    path: &str,
+    origin: bool,
+) -> (String, tokio::net::TcpStream) {
+    let mut stream = tokio::net::TcpStream::connect(logspout.http).await.unwrap();
+    let origin = if origin {
+        "Origin: http://localhost\r\n"
+    } else {
+        ""
+    };
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: logspout\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "connection closed: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    (String::from_utf8_lossy(&head).into_owned(), stream)
+}
+
+/// Reads one unmasked server frame: (opcode, payload).
+async fn read_frame(stream: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    let mut header = [0u8; 2];
+    stream.read_exact(&mut header).await.unwrap();
+    let len = match header[1] & 0x7f {
+        126 => {
+            let mut ext = [0u8; 2];
+            stream.read_exact(&mut ext).await.unwrap();
+            u64::from(u16::from_be_bytes(ext))
+        }
+        127 => {
+            let mut ext = [0u8; 8];
+            stream.read_exact(&mut ext).await.unwrap();
+            u64::from_be_bytes(ext)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0u8; usize::try_from(len).unwrap()];
+    stream.read_exact(&mut payload).await.unwrap();
+    (header[0] & 0x0f, payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_websocket_sends_json_frames_and_needs_an_origin() {
+    let docker = TestDocker::connect().await;
+    let logspout = Logspout::start(None, &[]).await;
+    let name = unique("ls-ws");
+    let (head, _) = websocket(&logspout, &format!("/logs/name:{name}"), false).await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, mut stream) =
+        websocket(&logspout, &format!("/logs/name:{name}?source=stderr"), true).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let _c = docker
+        .run(
+            ContainerSpec::shell(
+                "for i in $(seq 1 60); do echo out-$i; echo err-$i >&2; sleep 0.5; done",
+            )
+            .name(&name),
+        )
+        .await;
+    let (opcode, payload) = tokio::time::timeout(WAIT, read_frame(&mut stream))
+        .await
+        .unwrap();
+    assert_eq!(opcode, 1, "a text frame");
+    let json: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(json["Source"], "stderr");
+    assert!(json["Data"].as_str().unwrap().starts_with("err-"), "{json}");
+    assert_eq!(json["Container"]["Name"], format!("/{name}"));
+    assert!(payload.ends_with(b"}\n"));
+}
