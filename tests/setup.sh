@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs and starts everything the tests and the demo need, idempotently:
-# Debian packages (etcd, busybox, protoc, dig), a running Docker daemon, and the test image.
+# Debian packages (etcd, busybox, protoc, dig, openssl for test certificates), a running Docker
+# daemon, and the test image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(etcd-server etcd-client busybox-static protobuf-compiler dnsutils)
+packages=(etcd-server etcd-client busybox-static protobuf-compiler dnsutils openssl)
 command -v docker >/dev/null 2>&1 || packages+=(docker.io)
 missing=()
 for package in "${packages[@]}"; do
