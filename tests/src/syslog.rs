@@ -272,7 +272,7 @@ async fn read_frames(mut stream: TcpStream, inbox: Arc<Inbox>) {
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => {
                 // A last newline-framed message may lack its terminator.
-                if !buf.is_empty() && !buf[0].is_ascii_digit() {
+                if !buf.is_empty() && framing_of(&buf) != Some(Framing::OctetCounted) {
                     inbox.push(SyslogMessage::parse(
                         &buf,
                         Transport::Tcp,
@@ -286,17 +286,34 @@ async fn read_frames(mut stream: TcpStream, inbox: Arc<Inbox>) {
     }
 }
 
+/// How the frame at the start of `buf` is delimited: octet counting is `<digits> <` (a length,
+/// a space, then a syslog message, which starts with `<`); anything else ends at a newline, so
+/// raw lines that start with a digit are read whole. `None` while too little has arrived to say.
+fn framing_of(buf: &[u8]) -> Option<Framing> {
+    let digits = buf.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 9 {
+        return Some(Framing::NewlineTerminated);
+    }
+    match (buf.get(digits), buf.get(digits + 1)) {
+        (Some(b' '), Some(b'<')) => Some(Framing::OctetCounted),
+        (None, _) | (Some(b' '), None) => None,
+        _ => Some(Framing::NewlineTerminated),
+    }
+}
+
 /// The next complete frame in `buf`: (message, framing, bytes consumed).
 fn next_frame(buf: &[u8]) -> Option<(&[u8], Framing, usize)> {
-    let first = *buf.first()?;
-    if first.is_ascii_digit() {
-        let space = buf.iter().position(|&b| b == b' ')?;
-        let len: usize = std::str::from_utf8(&buf[..space]).ok()?.parse().ok()?;
-        let end = space + 1 + len;
-        (buf.len() >= end).then(|| (&buf[space + 1..end], Framing::OctetCounted, end))
-    } else {
-        let newline = buf.iter().position(|&b| b == b'\n')?;
-        Some((&buf[..newline], Framing::NewlineTerminated, newline + 1))
+    match framing_of(buf)? {
+        Framing::OctetCounted => {
+            let space = buf.iter().position(|&b| b == b' ')?;
+            let len: usize = std::str::from_utf8(&buf[..space]).ok()?.parse().ok()?;
+            let end = space + 1 + len;
+            (buf.len() >= end).then(|| (&buf[space + 1..end], Framing::OctetCounted, end))
+        }
+        _ => {
+            let newline = buf.iter().position(|&b| b == b'\n')?;
+            Some((&buf[..newline], Framing::NewlineTerminated, newline + 1))
+        }
     }
 }
 
@@ -322,6 +339,21 @@ mod tests {
             "incomplete octet-counted frame"
         );
         assert!(next_frame(b"12").is_none());
+        assert!(next_frame(b"12 ").is_none());
         assert!(next_frame(b"").is_none());
+        let raw = b"42 is the answer\n";
+        let (frame, framing, used) = next_frame(raw).unwrap();
+        assert_eq!(
+            (frame, framing, used),
+            (&raw[..16], Framing::NewlineTerminated, 17)
+        );
+        let (frame, framing, _) = next_frame(b"2024-01-01 starts with a date\n").unwrap();
+        assert_eq!(
+            (frame, framing),
+            (
+                &b"2024-01-01 starts with a date"[..],
+                Framing::NewlineTerminated
+            )
+        );
     }
 }
