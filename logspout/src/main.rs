@@ -1,5 +1,7 @@
 //! The `logspout` binary: reads the environment and the route argument, then runs the library.
 
+mod healthcheck;
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -24,8 +26,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("healthcheck") {
+        return healthcheck_main();
+    }
     let command = Args::command();
-    let args = Args::parse_from(common::cli::go_style_args(&command, std::env::args()));
+    let args = Args::parse_from(common::cli::go_style_args(&command, argv));
     if args.version {
         println!("{}", logspout::VERSION);
         return ExitCode::SUCCESS;
@@ -52,4 +58,28 @@ async fn start(args: Args) -> anyhow::Result<()> {
     let shutdown = common::shutdown::install()?;
     logspout::run(config, shutdown).await?;
     Ok(())
+}
+
+/// `logspout healthcheck`: exit 0 when `GET /health` on the HTTP address this environment
+/// configures (`PORT`/`HTTP_PORT`, `HTTP_BIND_ADDRESS`) answers 200, 1 otherwise.
+fn healthcheck_main() -> ExitCode {
+    let result = logspout::Config::from_env(None)
+        .map_err(anyhow::Error::from)
+        .and_then(|config| {
+            let target = healthcheck::target(config.http_addr);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(healthcheck::check(target))
+        });
+    match result {
+        Ok(status) => {
+            println!("healthy: {status}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("logspout healthcheck: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! The `registrator` binary: parses the Go-style command line and runs the library.
 
+mod healthcheck;
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -7,8 +9,12 @@ use registrator::Options;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("healthcheck") {
+        return healthcheck_main(&argv).await;
+    }
     let command = Options::command();
-    let args = common::cli::go_style_args(&command, std::env::args());
+    let args = common::cli::go_style_args(&command, argv);
     let matches = match command.clone().try_get_matches_from(args) {
         Ok(matches) => matches,
         Err(err) => err.exit(),
@@ -42,6 +48,37 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("registrator: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `registrator healthcheck [options] [URI]`: exit 0 when Docker and the registry's etcd answer,
+/// with the options given or those of PID 1 (see `healthcheck::arguments`), 1 otherwise.
+async fn healthcheck_main(argv: &[String]) -> ExitCode {
+    let pid1 = std::fs::read("/proc/1/cmdline").ok();
+    let args = healthcheck::arguments(argv, pid1.as_deref());
+    let command = Options::command();
+    let options = command
+        .try_get_matches_from(common::cli::go_style_args(&Options::command(), args))
+        .and_then(|matches| Options::from_arg_matches(&matches))
+        .map_err(|err| format!("bad options: {err}"));
+    let config = options.and_then(|options| {
+        options
+            .into_config(std::env::var("DOCKER_HOST").ok().as_deref())
+            .map_err(|err| format!("bad options: {err}"))
+    });
+    let result = match config {
+        Ok(config) => healthcheck::check(&config).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(summary) => {
+            println!("healthy: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("registrator healthcheck: {err}");
             ExitCode::from(1)
         }
     }

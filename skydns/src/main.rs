@@ -1,6 +1,8 @@
 //! The `skydns` binary: parses flags and environment like SkyDNS 2, then runs the server until
 //! SIGTERM or SIGINT.
 
+mod healthcheck;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,8 +11,12 @@ use skydns::Flags;
 use skydns::config::ORIGINAL_VERSION;
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("healthcheck") {
+        return healthcheck_main(&argv);
+    }
     let command = Flags::command();
-    let flags = Flags::parse_from(common::cli::go_style_args(&command, std::env::args()));
+    let flags = Flags::parse_from(common::cli::go_style_args(&command, argv));
     if flags.version {
         println!(
             "skydns server version: {ORIGINAL_VERSION} (rust {})",
@@ -39,4 +45,33 @@ fn start(flags: Flags) -> anyhow::Result<()> {
         skydns::run(config, shutdown).await?;
         Ok(())
     })
+}
+
+/// `skydns healthcheck [flags]`: exit 0 when the server configured by these flags (or by PID 1's,
+/// see `healthcheck::arguments`) answers a DNS query, 1 otherwise.
+fn healthcheck_main(argv: &[String]) -> ExitCode {
+    let pid1 = std::fs::read("/proc/1/cmdline").ok();
+    let args = healthcheck::arguments(argv, pid1.as_deref());
+    let command = Flags::command();
+    let result = Flags::try_parse_from(common::cli::go_style_args(&command, args))
+        .context("bad flags")
+        .and_then(|flags| {
+            let target = healthcheck::target(&flags.addr)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let rcode = runtime.block_on(healthcheck::check(target, &flags.domain))?;
+            Ok((target, rcode))
+        });
+    match result {
+        Ok((target, rcode)) => {
+            println!("healthy: {target} answers {rcode}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("skydns healthcheck: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
