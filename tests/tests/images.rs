@@ -1,0 +1,403 @@
+//! The images `docker/build-images.sh` builds: the script runs (a no-op when nothing changed),
+//! each image carries the crate version, stays under 10 MB, and its Docker `HEALTHCHECK` (the
+//! binary's `healthcheck` subcommand) turns a running container healthy — or fails when the
+//! thing it checks is not there. Containers run on a Docker network this test creates; nothing
+//! is pulled.
+
+#![allow(clippy::unwrap_used)] // helpers of tests: a panic is a failed assertion
+
+use std::process::Output;
+use std::sync::Once;
+use std::time::Duration;
+
+use harness::wait_until;
+use tokio::process::Command;
+
+const WAIT: Duration = Duration::from_secs(60);
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const COMPONENTS: [&str; 3] = ["registrator", "skydns", "logspout"];
+const MAX_SIZE: u64 = 10_000_000;
+
+static BUILD: Once = Once::new();
+
+/// Runs docker/build-images.sh once per test process, without the variables `cargo test` sets
+/// for the test (they would make the script's cargo rebuild everything instead of nothing).
+fn build_images() {
+    BUILD.call_once(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/build-images.sh");
+        let mut command = std::process::Command::new("bash");
+        command.arg(script);
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_by_cargo = (name.starts_with("CARGO") && name != "CARGO_HOME")
+                || name.starts_with("RUSTC")
+                || name.starts_with("RUSTDOC")
+                || name == "OUT_DIR"
+                || name == "LD_LIBRARY_PATH";
+            if set_by_cargo {
+                command.env_remove(&*name);
+            }
+        }
+        let output = command.output().expect("run build-images.sh");
+        assert!(
+            output.status.success(),
+            "build-images.sh failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    });
+}
+
+async fn docker(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .expect("run the docker CLI")
+}
+
+async fn docker_ok(args: &[&str]) -> String {
+    let output = docker(args).await;
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A Docker network and the containers started on it, removed on drop.
+struct Stack {
+    network: String,
+    containers: Vec<String>,
+}
+
+impl Stack {
+    async fn new(prefix: &str) -> Self {
+        let network = format!("{prefix}-{}", std::process::id());
+        let _ = docker(&["network", "rm", &network]).await;
+        docker_ok(&["network", "create", &network]).await;
+        Self {
+            network,
+            containers: Vec::new(),
+        }
+    }
+
+    /// `docker run -d` on the network with a fast health check interval; returns the name.
+    async fn run(&mut self, name: &str, options: &[&str], image: &str, args: &[&str]) -> String {
+        let name = format!("{}-{name}", self.network);
+        let _ = docker(&["rm", "-f", &name]).await;
+        let mut command = vec![
+            "run",
+            "-d",
+            "--pull",
+            "never",
+            "--name",
+            &name,
+            "--network",
+            &self.network,
+            "--health-interval",
+            "1s",
+            "--health-start-period",
+            "1s",
+        ];
+        command.extend_from_slice(options);
+        command.push(image);
+        command.extend_from_slice(args);
+        docker_ok(&command).await;
+        self.containers.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for container in &self.containers {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", "-v", container])
+                .output();
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["network", "rm", &self.network])
+            .output();
+    }
+}
+
+async fn health(container: &str) -> String {
+    docker_ok(&[
+        "inspect",
+        "-f",
+        "{{if .State.Health}}{{.State.Health.Status}}{{end}}",
+        container,
+    ])
+    .await
+}
+
+async fn wait_healthy(container: &str) {
+    wait_until(&format!("{container} to be healthy"), WAIT, || async {
+        (health(container).await == "healthy").then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn images_are_tagged_small_and_print_their_version() {
+    build_images();
+    for component in COMPONENTS {
+        let versioned = format!("{component}:{VERSION}");
+        let id = docker_ok(&["image", "inspect", "-f", "{{.Id}}", &versioned]).await;
+        let latest = docker_ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}}",
+            &format!("{component}:latest"),
+        ])
+        .await;
+        assert_eq!(id, latest, "{component}: latest is not {versioned}");
+
+        let size: u64 = docker_ok(&["image", "inspect", "-f", "{{.Size}}", &versioned])
+            .await
+            .parse()
+            .unwrap();
+        println!("{versioned}: {size} bytes");
+        assert!(size < MAX_SIZE, "{versioned} is {size} bytes");
+
+        let output = docker(&["run", "--rm", "--pull", "never", &versioned, "--version"]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{versioned} --version: {output:?}");
+        assert!(
+            stdout.contains(VERSION),
+            "{versioned} --version printed {stdout:?}"
+        );
+
+        let user = docker_ok(&["image", "inspect", "-f", "{{.Config.User}}", &versioned]).await;
+        let expected_user = if component == "skydns" {
+            "65534:65534"
+        } else {
+            ""
+        };
+        assert_eq!(user, expected_user, "{versioned} user");
+    }
+    let etcd = docker_ok(&["image", "inspect", "-f", "{{.Size}}", "etcd:latest"]).await;
+    println!("etcd:latest: {etcd} bytes");
+}
+
+#[tokio::test]
+async fn healthchecks_pass_against_running_containers_and_fail_without_their_target() {
+    build_images();
+    let mut stack = Stack::new("harness-images").await;
+    let etcd = stack
+        .run(
+            "etcd",
+            &[],
+            "etcd:latest",
+            &[
+                "--listen-client-urls",
+                "http://0.0.0.0:2379",
+                "--advertise-client-urls",
+                "http://127.0.0.1:2379",
+            ],
+        )
+        .await;
+    wait_healthy(&etcd).await;
+    let etcd_url = format!("http://{etcd}:2379");
+
+    let skydns = stack
+        .run(
+            "skydns",
+            &[],
+            &format!("skydns:{VERSION}"),
+            &[
+                "-machines",
+                &etcd_url,
+                "-addr",
+                "0.0.0.0:53",
+                "-domain",
+                "example.local.",
+                "-no-rec",
+            ],
+        )
+        .await;
+    let registrator = stack
+        .run(
+            "registrator",
+            &["-v", "/var/run/docker.sock:/tmp/docker.sock"],
+            &format!("registrator:{VERSION}"),
+            &[&format!("skydns2://{etcd}:2379/staging.example.local")],
+        )
+        .await;
+    let logspout = stack
+        .run(
+            "logspout",
+            &["-v", "/var/run/docker.sock:/tmp/docker.sock"],
+            &format!("logspout:{VERSION}"),
+            &[],
+        )
+        .await;
+    for container in [&skydns, &registrator, &logspout] {
+        wait_healthy(container).await;
+    }
+
+    // The subcommand itself, with the flags of PID 1 and with explicit ones.
+    let cases: [(&str, Vec<&str>, bool); 5] = [
+        (&skydns, vec!["/bin/skydns", "healthcheck"], true),
+        (
+            &skydns,
+            vec!["/bin/skydns", "healthcheck", "-addr", "127.0.0.1:5399"],
+            false,
+        ),
+        (&registrator, vec!["/bin/registrator", "healthcheck"], true),
+        (
+            &registrator,
+            vec![
+                "/bin/registrator",
+                "healthcheck",
+                "skydns2://127.0.0.1:2399/x.local",
+            ],
+            false,
+        ),
+        (&logspout, vec!["/bin/logspout", "healthcheck"], true),
+    ];
+    for (container, command, healthy) in cases {
+        let mut args = vec!["exec", container];
+        args.extend(command.iter().copied());
+        let output = docker(&args).await;
+        assert_eq!(
+            output.status.success(),
+            healthy,
+            "{command:?} in {container}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    // Without etcd, registrator's health check fails and Docker marks it unhealthy.
+    docker_ok(&["stop", "-t", "5", &etcd]).await;
+    wait_until("registrator to turn unhealthy", WAIT, || async {
+        (health(&registrator).await == "unhealthy").then_some(())
+    })
+    .await;
+}
+
+/// The seed's path on the images, measured: a container starts on the network, registrator
+/// (`-internal`) writes its record, skydns answers its SRV name. Prints p50/p99 of the time from
+/// `docker run -d` returning (and from it being issued) to the first answer naming the container
+/// (polled every 50 ms), over 50 starts; asserts only that every start is answered and every removal unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_start_to_dns_answer_latency() {
+    use harness::DnsClient;
+    use hickory_proto::rr::{RData, RecordType};
+
+    build_images();
+    let mut stack = Stack::new("harness-latency").await;
+    let etcd = stack
+        .run(
+            "etcd",
+            &[],
+            "etcd:latest",
+            &[
+                "--listen-client-urls",
+                "http://0.0.0.0:2379",
+                "--advertise-client-urls",
+                "http://127.0.0.1:2379",
+            ],
+        )
+        .await;
+    wait_healthy(&etcd).await;
+    let port = harness::process::free_tcp_udp_port();
+    let publish = format!("127.0.0.1:{port}:53/udp");
+    let skydns = stack
+        .run(
+            "skydns",
+            &["-p", &publish],
+            &format!("skydns:{VERSION}"),
+            &[
+                "-machines",
+                &format!("http://{etcd}:2379"),
+                "-addr",
+                "0.0.0.0:53",
+                "-domain",
+                "example.local.",
+                "-no-rec",
+            ],
+        )
+        .await;
+    let registrator = stack
+        .run(
+            "registrator",
+            &["-v", "/var/run/docker.sock:/tmp/docker.sock"],
+            &format!("registrator:{VERSION}"),
+            &[
+                "-internal",
+                &format!("skydns2://{etcd}:2379/staging.example.local"),
+            ],
+        )
+        .await;
+    wait_healthy(&skydns).await;
+    wait_healthy(&registrator).await;
+
+    let dns = DnsClient::new(([127, 0, 0, 1], port).into());
+    let name = format!("latency-{}.staging.example.local.", std::process::id());
+    let service = name.split('.').next().unwrap().to_owned();
+    let answered = |id: String| {
+        let dns = dns.clone();
+        let name = name.clone();
+        async move {
+            let reply = dns.udp(&name, RecordType::SRV).await.ok()?;
+            let target = format!("{id}.{name}");
+            Some(reply.answers.iter().any(|r| match &r.data {
+                RData::SRV(srv) => srv.target.to_string() == target,
+                _ => false,
+            }))
+        }
+    };
+    let mut latencies = Vec::new();
+    let mut from_issue = Vec::new();
+    for i in 0..50 {
+        let id = format!("probe{i}");
+        let issued = std::time::Instant::now();
+        let container = stack
+            .run(
+                &id,
+                &[
+                    "-e",
+                    &format!("SERVICE_NAME={service}"),
+                    "-e",
+                    &format!("SERVICE_ID={id}"),
+                    "--expose",
+                    "80",
+                ],
+                harness::docker::TEST_IMAGE,
+                &["sleep", "600"],
+            )
+            .await;
+        let started = std::time::Instant::now();
+        wait_until(&format!("an answer for {id}"), WAIT, || {
+            let answer = answered(id.clone());
+            async move { answer.await.filter(|found| *found).map(|_| ()) }
+        })
+        .await;
+        latencies.push(started.elapsed());
+        from_issue.push(issued.elapsed());
+        docker_ok(&["rm", "-f", &container]).await;
+        wait_until(&format!("{id}'s answer to go"), WAIT, || {
+            let answer = answered(id.clone());
+            async move { answer.await.filter(|found| !*found).map(|_| ()) }
+        })
+        .await;
+    }
+    for (what, mut times) in [
+        ("`docker run -d` returned", latencies),
+        ("`docker run -d` issued", from_issue),
+    ] {
+        times.sort();
+        let percentile = |p: usize| times[(times.len() * p).div_ceil(100) - 1];
+        println!(
+            "{what} -> DNS answer, {} starts: p50 {:?}, p99 {:?}",
+            times.len(),
+            percentile(50),
+            percentile(99),
+        );
+    }
+}
