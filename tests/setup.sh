@@ -10,6 +10,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(etcd-server etcd-client busybox-static protobuf-compiler dnsutils openssl)
 command -v docker >/dev/null 2>&1 || packages+=(docker.io)
+command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
