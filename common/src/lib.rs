@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod cli;
 pub mod docker;
 pub mod etcd;
+pub mod healthcheck;
 pub mod http;
 pub mod keys;
 pub mod logging;

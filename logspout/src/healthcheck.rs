@@ -1,7 +1,7 @@
 //! `logspout healthcheck`: `GET /health` on the running server's HTTP port, for Docker's
 //! `HEALTHCHECK`. Healthy means the status line says 200.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,16 +13,6 @@ pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The longest reply read: the status line is all the check looks at.
 const MAX_REPLY: u64 = 4096;
-
-/// Where to ask: the HTTP address, with an unspecified IP replaced by loopback.
-pub(crate) fn target(mut addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
-        IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
-        _ => {}
-    }
-    addr
-}
 
 /// Sends `GET /health` (HTTP/1.0, the connection closes after the reply) and checks the status.
 pub(crate) async fn check(server: SocketAddr) -> anyhow::Result<String> {
@@ -61,22 +51,6 @@ mod tests {
 
     use harness::wait_until;
 
-    #[test]
-    fn unspecified_addresses_are_checked_on_loopback() {
-        let cases = [
-            ("0.0.0.0:80", "127.0.0.1:80"),
-            ("[::]:8080", "[::1]:8080"),
-            ("10.1.2.3:80", "10.1.2.3:80"),
-        ];
-        for (addr, expected) in cases {
-            assert_eq!(
-                target(addr.parse().unwrap()).to_string(),
-                expected,
-                "{addr}"
-            );
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn healthy_while_the_server_runs_unhealthy_without_it() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -91,7 +65,7 @@ mod tests {
             _ => None,
         };
         let config = logspout::Config::from_lookup(None, env, None).unwrap();
-        let server_addr = target(config.http_addr);
+        let server_addr = common::healthcheck::local_target(config.http_addr);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let server = tokio::spawn(logspout::run(config, shutdown.clone()));
 

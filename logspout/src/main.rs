@@ -66,7 +66,7 @@ fn healthcheck_main() -> ExitCode {
     let result = logspout::Config::from_env(None)
         .map_err(anyhow::Error::from)
         .and_then(|config| {
-            let target = healthcheck::target(config.http_addr);
+            let target = common::healthcheck::local_target(config.http_addr);
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

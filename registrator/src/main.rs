@@ -54,10 +54,10 @@ async fn main() -> ExitCode {
 }
 
 /// `registrator healthcheck [options] [URI]`: exit 0 when Docker and the registry's etcd answer,
-/// with the options given or those of PID 1 (see `healthcheck::arguments`), 1 otherwise.
+/// with the options given or those of PID 1 (see `common::healthcheck::arguments`), 1 otherwise.
 async fn healthcheck_main(argv: &[String]) -> ExitCode {
     let pid1 = std::fs::read("/proc/1/cmdline").ok();
-    let args = healthcheck::arguments(argv, pid1.as_deref());
+    let args = common::healthcheck::arguments(argv, pid1.as_deref());
     let command = Options::command();
     let options = command
         .try_get_matches_from(common::cli::go_style_args(&Options::command(), args))

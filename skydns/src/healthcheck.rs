@@ -1,8 +1,7 @@
 //! `skydns healthcheck`: asks the running server for the SOA of its domain over UDP, for Docker's
 //! `HEALTHCHECK`. Healthy means a reply with the query's ID that is not SERVFAIL.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -13,45 +12,11 @@ use tokio::net::UdpSocket;
 /// How long the check waits for the answer.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The command line the check is configured from: the arguments after `healthcheck`, or, when
-/// there are none, those of PID 1 if PID 1 is this same program (the container's entrypoint),
-/// so that `HEALTHCHECK CMD ["/bin/skydns", "healthcheck"]` sees the flags the server runs with.
-/// The environment is the container's in both cases.
-pub(crate) fn arguments(argv: &[String], pid1_cmdline: Option<&[u8]>) -> Vec<String> {
-    let program = argv.first().cloned().unwrap_or_default();
-    let rest: Vec<String> = argv.iter().skip(2).cloned().collect();
-    if !rest.is_empty() {
-        return std::iter::once(program).chain(rest).collect();
-    }
-    let pid1: Vec<String> = pid1_cmdline
-        .unwrap_or_default()
-        .split(|b| *b == 0)
-        .filter(|part| !part.is_empty())
-        .map(|part| String::from_utf8_lossy(part).into_owned())
-        .collect();
-    let same_program = pid1.first().is_some_and(|first| {
-        Path::new(first).file_name() == Path::new(&program).file_name()
-            && pid1.get(1).map(String::as_str) != Some("healthcheck")
-    });
-    if same_program {
-        std::iter::once(program)
-            .chain(pid1.into_iter().skip(1))
-            .collect()
-    } else {
-        vec![program]
-    }
-}
-
 /// Where to send the query: the listen address, with an unspecified IP replaced by loopback.
 pub(crate) fn target(addr: &str) -> anyhow::Result<SocketAddr> {
-    let mut target = skydns::config::parse_socket_addr(addr)
+    let listen = skydns::config::parse_socket_addr(addr)
         .with_context(|| format!("-addr {addr:?} is not a literal IP:port"))?;
-    match target.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => target.set_ip(Ipv4Addr::LOCALHOST.into()),
-        IpAddr::V6(ip) if ip.is_unspecified() => target.set_ip(Ipv6Addr::LOCALHOST.into()),
-        _ => {}
-    }
-    Ok(target)
+    Ok(common::healthcheck::local_target(listen))
 }
 
 /// Sends one SOA query for `domain` to `server` and checks the reply.
@@ -103,44 +68,8 @@ mod tests {
     use harness::{EtcdServer, wait_until};
     use skydns::Flags;
 
-    /// argv, PID 1's command line, the arguments the check parses.
-    type Case = (
-        &'static [&'static str],
-        Option<&'static [u8]>,
-        &'static [&'static str],
-    );
-
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn arguments_come_from_the_command_line_or_from_pid_1() {
-        let cases: &[Case] = &[
-            (
-                &["/bin/skydns", "healthcheck", "-addr", "127.0.0.1:53"],
-                Some(b"/bin/skydns\0-addr\x000.0.0.0:5353\0"),
-                &["/bin/skydns", "-addr", "127.0.0.1:53"],
-            ),
-            (
-                &["/bin/skydns", "healthcheck"],
-                Some(b"/bin/skydns\0-addr\x000.0.0.0:5353\0"),
-                &["/bin/skydns", "-addr", "0.0.0.0:5353"],
-            ),
-            (
-                &["/bin/skydns", "healthcheck"],
-                Some(b"/sbin/init\0splash\0"),
-                &["/bin/skydns"],
-            ),
-            (&["/bin/skydns", "healthcheck"], None, &["/bin/skydns"]),
-        ];
-        for (argv, pid1, expected) in cases {
-            assert_eq!(
-                arguments(&strings(argv), *pid1),
-                strings(expected),
-                "{argv:?} with PID 1 {pid1:?}"
-            );
-        }
     }
 
     #[test]

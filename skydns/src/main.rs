@@ -48,10 +48,10 @@ fn start(flags: Flags) -> anyhow::Result<()> {
 }
 
 /// `skydns healthcheck [flags]`: exit 0 when the server configured by these flags (or by PID 1's,
-/// see `healthcheck::arguments`) answers a DNS query, 1 otherwise.
+/// see `common::healthcheck::arguments`) answers a DNS query, 1 otherwise.
 fn healthcheck_main(argv: &[String]) -> ExitCode {
     let pid1 = std::fs::read("/proc/1/cmdline").ok();
-    let args = healthcheck::arguments(argv, pid1.as_deref());
+    let args = common::healthcheck::arguments(argv, pid1.as_deref());
     let command = Flags::command();
     let result = Flags::try_parse_from(common::cli::go_style_args(&command, args))
         .context("bad flags")
