@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use etcd_client::GetOptions;
+use harness::dns::srv_ports;
 use harness::process::{RunningBinary, free_tcp_udp_port};
 use harness::{ContainerSpec, DnsClient, EtcdServer, SyslogReceiver, TestDocker, wait_until};
 use hickory_proto::op::Message;
@@ -25,17 +26,6 @@ fn show(reply: &Message) {
     for record in &reply.additionals {
         println!("     (additional) {record}");
     }
-}
-
-fn srv_ports(reply: &Message) -> BTreeSet<u16> {
-    reply
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::SRV(srv) => Some(srv.port),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::main]

@@ -288,3 +288,15 @@ async fn serve_tcp(listener: TcpListener, state: Arc<Mutex<UpstreamState>>) {
         });
     }
 }
+
+/// The ports of the SRV records in a reply's answer section.
+pub fn srv_ports(reply: &Message) -> std::collections::BTreeSet<u16> {
+    reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(srv) => Some(srv.port),
+            _ => None,
+        })
+        .collect()
+}

@@ -23,22 +23,10 @@ fn tag_test_image_as_elasticsearch() {
     assert!(status.success(), "docker tag {IMAGE} failed");
 }
 
-/// SRV answers for `name` as (port, target) pairs, or None while the answer is not complete.
+/// The SRV ports answered for `name`, or None while skydns does not answer NOERROR.
 async fn srv_ports(dns: &DnsClient, name: &str) -> Option<BTreeSet<u16>> {
     let reply = dns.udp(name, RecordType::SRV).await.ok()?;
-    if reply.metadata.response_code != ResponseCode::NoError {
-        return None;
-    }
-    Some(
-        reply
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::SRV(srv) => Some(srv.port),
-                _ => None,
-            })
-            .collect(),
-    )
+    (reply.metadata.response_code == ResponseCode::NoError).then(|| harness::dns::srv_ports(&reply))
 }
 
 #[tokio::test]
