@@ -160,7 +160,7 @@ impl Pump {
             let stop = shutdown.clone();
             tokio::spawn(async move {
                 while sleep_unless_cancelled(SAVE_INTERVAL, &stop).await {
-                    pump.save_positions(&path);
+                    pump.save_positions(&path).await;
                 }
             })
         });
@@ -181,14 +181,18 @@ impl Pump {
         self.supervisors.wait().await;
         if let (Some(saver), Some(path)) = (saver, &self.settings.positions_file) {
             let _ = saver.await;
-            self.save_positions(path);
+            self.save_positions(path).await;
         }
     }
 
-    fn save_positions(&self, path: &Path) {
+    /// Writes the resume points on the blocking pool (file I/O stays off the async workers).
+    async fn save_positions(&self, path: &Path) {
         let positions = self.state().positions.clone();
-        if let Err(e) = positions_file::save(path, &positions) {
-            tracing::warn!(error = %e, "resume points not saved");
+        let path = path.to_owned();
+        match tokio::task::spawn_blocking(move || positions_file::save(&path, &positions)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "resume points not saved"),
+            Err(e) => tracing::warn!(error = %e, "resume points not saved"),
         }
     }
 
