@@ -1,5 +1,6 @@
-//! Docker Engine connection settings: `DOCKER_HOST` parsing, socket fallbacks, and a `connect`
-//! that negotiates the API version with the daemon (so any Engine from API 1.41 on works).
+//! Docker Engine connection settings: `DOCKER_HOST` parsing, socket fallbacks, TLS from
+//! `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`, and a `connect` that negotiates the API version with
+//! the daemon (so any Engine from API 1.41 on works).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,10 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///tmp/docker.sock";
 pub enum DockerError {
     #[error("invalid DOCKER_HOST {value:?}: {reason}")]
     InvalidHost { value: String, reason: String },
+    #[error("DOCKER_TLS_VERIFY is set but {file} cannot be read: {reason}")]
+    TlsFile { file: PathBuf, reason: String },
+    #[error("DOCKER_TLS_VERIFY is set but neither DOCKER_CERT_PATH nor HOME is")]
+    TlsNoCertPath,
     #[error("cannot connect to Docker at {host}: {source}")]
     Connect {
         host: DockerHost,
@@ -77,10 +82,55 @@ impl FromStr for DockerHost {
     }
 }
 
+/// The client certificate, key and CA with which a `tcp://` Docker Engine is reached over
+/// verified TLS, as the Docker CLI names them in its certificate directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl DockerTls {
+    /// The Docker CLI's rule: a non-empty `DOCKER_TLS_VERIFY` means TLS with `ca.pem`,
+    /// `cert.pem` and `key.pem` from `DOCKER_CERT_PATH`, else from `$HOME/.docker`. The files
+    /// must be readable now, so that a wrong path is a start-up error rather than a retry loop.
+    pub fn from_values(
+        verify: Option<&str>,
+        cert_path: Option<&str>,
+        home: Option<&str>,
+    ) -> Result<Option<Self>, DockerError> {
+        if verify.is_none_or(|v| v.is_empty()) {
+            return Ok(None);
+        }
+        let dir = match (cert_path.filter(|p| !p.is_empty()), home) {
+            (Some(path), _) => PathBuf::from(path),
+            (None, Some(home)) if !home.is_empty() => Path::new(home).join(".docker"),
+            _ => return Err(DockerError::TlsNoCertPath),
+        };
+        let tls = Self {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        for file in [&tls.ca, &tls.cert, &tls.key] {
+            if let Err(e) = std::fs::File::open(file) {
+                return Err(DockerError::TlsFile {
+                    file: file.clone(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+        Ok(Some(tls))
+    }
+}
+
 /// How to reach the Docker Engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerSettings {
     pub host: DockerHost,
+    /// Verified TLS for a `tcp://` host (ignored for a unix socket, as by the Docker CLI).
+    pub tls: Option<DockerTls>,
     /// Bound on each non-streaming request.
     pub timeout: Duration,
 }
@@ -90,13 +140,25 @@ impl DockerSettings {
     pub fn new(host: DockerHost) -> Self {
         Self {
             host,
+            tls: None,
             timeout: Duration::from_secs(120),
         }
     }
 
-    /// `DOCKER_HOST` if set and non-empty, else `default`.
-    pub fn from_env(default: &str) -> Result<Self, DockerError> {
-        Self::from_value(std::env::var("DOCKER_HOST").ok().as_deref(), &[default])
+    /// From the Docker CLI's variables, each read through `var`: `DOCKER_HOST` (else the first
+    /// existing of `sockets`, see [`Self::from_value`]), `DOCKER_TLS_VERIFY` and
+    /// `DOCKER_CERT_PATH` (see [`DockerTls::from_values`]).
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+        sockets: &[&str],
+    ) -> Result<Self, DockerError> {
+        let settings = Self::from_value(var("DOCKER_HOST").as_deref(), sockets)?;
+        let tls = DockerTls::from_values(
+            var("DOCKER_TLS_VERIFY").as_deref(),
+            var("DOCKER_CERT_PATH").as_deref(),
+            var("HOME").as_deref(),
+        )?;
+        Ok(Self { tls, ..settings })
     }
 
     /// `value` if non-empty; otherwise the first of `sockets` that exists as a unix socket path
@@ -124,11 +186,21 @@ impl DockerSettings {
             source,
         };
         let timeout = self.timeout.as_secs().max(1);
-        let docker = match &self.host {
-            DockerHost::Unix(path) => {
+        let docker = match (&self.host, &self.tls) {
+            (DockerHost::Unix(path), _) => {
                 Docker::connect_with_unix(&path.to_string_lossy(), timeout, API_DEFAULT_VERSION)
             }
-            DockerHost::Tcp(addr) => Docker::connect_with_http(addr, timeout, API_DEFAULT_VERSION),
+            (DockerHost::Tcp(addr), None) => {
+                Docker::connect_with_http(addr, timeout, API_DEFAULT_VERSION)
+            }
+            (DockerHost::Tcp(addr), Some(tls)) => Docker::connect_with_ssl(
+                addr,
+                &tls.key,
+                &tls.cert,
+                &tls.ca,
+                timeout,
+                API_DEFAULT_VERSION,
+            ),
         }
         .map_err(error)?;
         let docker = docker.negotiate_version().await.map_err(error)?;
@@ -191,9 +263,70 @@ mod tests {
     }
 
     #[test]
-    fn the_first_existing_socket_is_chosen() {
-        let dir = std::env::temp_dir().join(format!("docker-settings-{}", std::process::id()));
+    fn tls_follows_the_docker_clis_variables() {
+        let dir = tempfile_dir("docker-tls");
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.join(file), b"").unwrap();
+        }
+        let path = dir.to_str().unwrap();
+        let expected = DockerTls {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        assert_eq!(
+            DockerTls::from_values(None, Some(path), None).unwrap(),
+            None
+        );
+        assert_eq!(
+            DockerTls::from_values(Some(""), Some(path), None).unwrap(),
+            None
+        );
+        assert_eq!(
+            DockerTls::from_values(Some("1"), Some(path), Some("/nowhere")).unwrap(),
+            Some(expected.clone())
+        );
+        // Without DOCKER_CERT_PATH: $HOME/.docker.
+        let home = tempfile_dir("docker-tls-home");
+        std::fs::create_dir_all(home.join(".docker")).unwrap();
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(home.join(".docker").join(file), b"").unwrap();
+        }
+        let from_home = DockerTls::from_values(Some("1"), None, home.to_str()).unwrap();
+        assert_eq!(from_home.unwrap().ca, home.join(".docker/ca.pem"));
+        // Missing files and no directory at all are errors naming the problem.
+        std::fs::remove_file(dir.join("key.pem")).unwrap();
+        let err = DockerTls::from_values(Some("1"), Some(path), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key.pem cannot be read"), "{err}");
+        let err = DockerTls::from_values(Some("yes"), None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither DOCKER_CERT_PATH nor HOME"), "{err}");
+
+        let vars = |name: &str| match name {
+            "DOCKER_HOST" => Some("tcp://127.0.0.1:2376".to_owned()),
+            "DOCKER_TLS_VERIFY" => Some("1".to_owned()),
+            "HOME" => home.to_str().map(str::to_owned),
+            _ => None,
+        };
+        let settings = DockerSettings::from_vars(vars, &[DEFAULT_DOCKER_HOST]).unwrap();
+        assert_eq!(settings.host, DockerHost::Tcp("127.0.0.1:2376".into()));
+        assert_eq!(settings.tls.unwrap().key, home.join(".docker/key.pem"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&home).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_first_existing_socket_is_chosen() {
+        let dir = tempfile_dir("docker-settings");
         let present = dir.join("present.sock");
         std::fs::write(&present, b"").unwrap();
         let missing = format!("unix://{}", dir.join("missing.sock").display());

@@ -16,7 +16,7 @@ pub mod service;
 pub mod shutdown;
 
 pub use backoff::{Backoff, RetryError};
-pub use docker::{DockerHost, DockerSettings};
+pub use docker::{DockerHost, DockerSettings, DockerTls};
 pub use etcd::{EtcdSettings, EtcdTls};
 pub use keys::{DomainName, KeyError, KeySchema};
 pub use record::ServiceRecord;

@@ -133,7 +133,7 @@ impl Config {
                 reason: e.to_string(),
             })?;
 
-        let docker = DockerSettings::from_value(var("DOCKER_HOST").as_deref(), &DOCKER_SOCKETS)?;
+        let docker = DockerSettings::from_vars(var, &DOCKER_SOCKETS)?;
         let routes_path =
             PathBuf::from(var("ROUTESPATH").unwrap_or_else(|| DEFAULT_ROUTES_PATH.into()));
         let routes_path = routes_path.is_dir().then_some(routes_path);

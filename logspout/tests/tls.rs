@@ -1,104 +1,22 @@
-//! The TLS transport against a real TLS listener on loopback, with a CA made for the test and
-//! the system roots disabled.
+//! TLS: the TLS transport against a real TLS listener on loopback, with a CA made for the test
+//! and the system roots disabled; and the Docker Engine reached over verified TLS
+//! (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`).
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use harness::{ContainerSpec, TestDocker, wait_until};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use harness::tls::{DockerTlsFront, make_certificates};
+use harness::{ContainerSpec, SyslogReceiver, TestDocker, wait_until};
 use support::{Logspout, WAIT, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let status = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .status()
-        .unwrap();
-    assert!(status.success(), "openssl {args:?}");
-}
-
-/// A CA and a certificate for `localhost` signed by it.
-fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec![
-        "req",
-        "-x509",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=logspout-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ];
-    ca.extend(ec);
-    openssl(dir, &ca);
-    let mut csr = vec![
-        "req",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-    ];
-    csr.extend(ec);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "leaf.ext",
-            "-out",
-            "leaf.pem",
-        ],
-    );
-}
-
 /// Accepts TLS connections on 127.0.0.1 and collects the lines received.
 async fn tls_receiver(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .unwrap();
+    let config = harness::tls::server_config(dir, false);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -191,4 +109,45 @@ async fn an_untrusted_tls_destination_gets_nothing() {
         "{}",
         logspout.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_is_reached_over_verified_tls_with_docker_cert_path() {
+    let front = DockerTlsFront::start();
+    let receiver = SyslogReceiver::start().await;
+    let docker = TestDocker::connect().await;
+    let name = unique("ls-docker-tls");
+    let routes = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    let (host, cert_path) = (front.docker_host(), front.cert_path());
+    let env = [
+        ("DOCKER_HOST", host.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", cert_path.to_str().unwrap()),
+    ];
+    let _logspout = Logspout::start(Some(&routes), &env).await;
+    let _c = docker
+        .run(ContainerSpec::shell("echo through-tls; sleep 30").name(&name))
+        .await;
+    let message = receiver.wait_for_msg("through-tls", WAIT).await;
+    assert!(
+        message.raw_text().ends_with("- - through-tls"),
+        "{}",
+        message.raw_text()
+    );
+
+    // Without the client certificate the same endpoint refuses logspout at start-up.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, stderr) = support::run_to_exit(
+        Some(&routes),
+        &[
+            ("DOCKER_HOST", host.as_str()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", empty.path().to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("ca.pem cannot be read"), "{stderr}");
 }

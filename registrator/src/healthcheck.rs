@@ -35,6 +35,11 @@ mod tests {
         items.iter().map(|s| s.to_string()).collect()
     }
 
+    /// An environment with only `DOCKER_HOST` set.
+    fn docker_host(value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |name| (name == "DOCKER_HOST").then(|| value.to_owned())
+    }
+
     fn config(args: &[&str]) -> Config {
         let command = Options::command();
         let matches = command
@@ -45,7 +50,7 @@ mod tests {
             .unwrap();
         Options::from_arg_matches(&matches)
             .unwrap()
-            .into_config(Some("unix:///var/run/docker.sock"))
+            .into_config(docker_host("unix:///var/run/docker.sock"))
             .unwrap()
     }
 
@@ -78,7 +83,7 @@ mod tests {
             .unwrap();
         let config = Options::from_arg_matches(&matches)
             .unwrap()
-            .into_config(Some("unix:///nonexistent/docker.sock"))
+            .into_config(docker_host("unix:///nonexistent/docker.sock"))
             .unwrap();
         let error = check(&config).await.unwrap_err();
         assert!(error.contains("Docker"), "{error}");

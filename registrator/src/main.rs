@@ -29,7 +29,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     common::logging::init(options.verbose, options.log_json);
-    let config = match options.into_config(std::env::var("DOCKER_HOST").ok().as_deref()) {
+    let config = match options.into_config(|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("registrator: {err}");
@@ -65,7 +65,7 @@ async fn healthcheck_main(argv: &[String]) -> ExitCode {
         .map_err(|err| format!("bad options: {err}"));
     let config = options.and_then(|options| {
         options
-            .into_config(std::env::var("DOCKER_HOST").ok().as_deref())
+            .into_config(|name| std::env::var(name).ok())
             .map_err(|err| format!("bad options: {err}"))
     });
     let result = match config {

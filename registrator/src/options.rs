@@ -254,8 +254,9 @@ impl Options {
         }
     }
 
-    /// Validates the options; `docker_host` is `DOCKER_HOST` as read from the environment.
-    pub fn into_config(self, docker_host: Option<&str>) -> Result<Config, ConfigError> {
+    /// Validates the options; `env` reads the Docker CLI's variables (`DOCKER_HOST`,
+    /// `DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`, `HOME`) from the environment.
+    pub fn into_config(self, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let uri = self.uri().map_err(|_| UriError::Missing)?.to_owned();
         if (self.ttl > 0) != (self.ttl_refresh > 0) {
             return Err(ConfigError::TtlWithoutRefresh);
@@ -284,8 +285,7 @@ impl Options {
                 .with_auth(&self.etcd_username, &self.etcd_password),
             ..registry
         };
-        let docker =
-            DockerSettings::from_value(docker_host, &[common::docker::DEFAULT_DOCKER_HOST])?;
+        let docker = DockerSettings::from_vars(env, &[common::docker::DEFAULT_DOCKER_HOST])?;
         let retries = match self.retry_attempts {
             -1 => None,
             n => Some(usize::try_from(n).unwrap_or(0)),
@@ -349,7 +349,7 @@ mod tests {
         .unwrap();
         assert_eq!(options.ip, "10.0.0.5");
         assert_eq!((options.ttl, options.ttl_refresh), (40, 30));
-        let config = options.into_config(None).unwrap();
+        let config = options.into_config(|_| None).unwrap();
         assert_eq!(
             config.ttl,
             Some(Ttl {
@@ -448,7 +448,7 @@ mod tests {
         for (args, message) in cases {
             let err = parse(args)
                 .unwrap()
-                .into_config(None)
+                .into_config(|_| None)
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(message), "{args:?}: {err}");

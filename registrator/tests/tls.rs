@@ -1,92 +1,16 @@
-//! TLS to etcd: an etcd that requires client certificates (made with the `openssl` CLI), and
-//! the real binary given `-etcd-cacert`, `-etcd-cert` and `-etcd-key`.
+//! TLS: an etcd that requires client certificates (made with the `openssl` CLI), and the real
+//! binary given `-etcd-cacert`, `-etcd-cert` and `-etcd-key`; and the Docker Engine reached over
+//! verified TLS (`DOCKER_TLS_VERIFY`, `DOCKER_CERT_PATH`).
 
 mod support;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::{EtcdSettings, EtcdTls};
 use harness::process::{free_tcp_port, spawn_tied};
-use harness::{ContainerSpec, TestDocker, wait_until};
+use harness::tls::{DockerTlsFront, make_certificates};
+use harness::{ContainerSpec, EtcdServer, TestDocker, wait_until};
 use support::{Registrator, WAIT, wait_key};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-fn make_certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test-ca",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(dir, &ca);
-    for (name, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
-        let ext = format!(
-            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\nkeyUsage=critical,digitalSignature\n"
-        );
-        std::fs::write(dir.join(format!("{name}.ext")), ext).expect("write the extension file");
-        let (key, csr, pem, extfile) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        let mut req = vec!["req"];
-        req.extend(ec);
-        req.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
-        openssl(dir, &req);
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &extfile,
-            ],
-        );
-    }
-}
 
 struct KillOnDrop(Child);
 
@@ -159,22 +83,47 @@ async fn records_are_written_over_tls_with_a_client_certificate() {
         key.to_str().unwrap(),
         &registry,
     ]);
+    registers_a_published_container(&mut client, "secure", "/skydns/local/example/tls/secure/s1")
+        .await;
+}
+
+#[tokio::test]
+async fn docker_is_reached_over_verified_tls_with_docker_cert_path() {
+    let front = DockerTlsFront::start();
+    let etcd = EtcdServer::start().await;
+    let mut client = etcd.client().await;
+    let registry = format!("skydns2://{}/dockertls.example.local", etcd.host_port());
+    let cert_path = front.cert_path();
+    let _registrator = Registrator::start_with_env(
+        &["-ip", "127.0.0.1", &registry],
+        &[
+            ("DOCKER_HOST", &front.docker_host()),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", cert_path.to_str().unwrap()),
+        ],
+    );
+    registers_a_published_container(
+        &mut client,
+        "overtls",
+        "/skydns/local/example/dockertls/overtls/s1",
+    )
+    .await;
+}
+
+/// Runs a container publishing port 80 as `SERVICE_NAME=name`, `SERVICE_ID=s1`, and waits for
+/// its record at `key`.
+async fn registers_a_published_container(client: &mut etcd_client::Client, name: &str, key: &str) {
     let docker = TestDocker::connect().await;
     let container = docker
         .run(
             ContainerSpec::idle()
                 .publish(80)
-                .env("SERVICE_NAME", "secure")
+                .env("SERVICE_NAME", name)
                 .env("SERVICE_ID", "s1"),
         )
         .await;
     let value = common::ServiceRecord::new("127.0.0.1", container.host_port("80/tcp").await)
         .to_json()
         .unwrap();
-    wait_key(
-        &mut client,
-        "/skydns/local/example/tls/secure/s1",
-        Some(&value),
-    )
-    .await;
+    wait_key(client, key, Some(&value)).await;
 }

@@ -1,8 +1,9 @@
 //! Test harness for the end-to-end suite and the component crates' tests: a real etcd (single
 //! member or a cluster) on free loopback ports, a tiny busybox image built offline and
 //! containers run from it, a Docker socket proxy that can play a daemon restart, DNS queries
-//! over UDP and TCP with a fake upstream server, and a syslog receiver. Everything a test starts
-//! is stopped when its handle is dropped, also on panic.
+//! over UDP and TCP with a fake upstream server, a syslog receiver, and test certificates with a
+//! TLS front for the Docker Engine. Everything a test starts is stopped when its handle is
+//! dropped, also on panic.
 
 pub mod dns;
 pub mod docker;
@@ -10,6 +11,7 @@ pub mod docker_proxy;
 pub mod etcd;
 pub mod process;
 pub mod syslog;
+pub mod tls;
 pub mod wait;
 
 pub use dns::{DnsClient, FakeUpstream};
