@@ -124,6 +124,6 @@ async fn registers_a_published_container(client: &mut etcd_client::Client, name:
         .await;
     let value = common::ServiceRecord::new("127.0.0.1", container.host_port("80/tcp").await)
         .to_json()
-        .unwrap();
+        .expect("a record serialises");
     wait_key(client, key, Some(&value)).await;
 }
