@@ -105,7 +105,13 @@ async fn create_route(State(state): State<HttpState>, headers: HeaderMap, body: 
     };
     // IDs name files under ROUTESPATH: always our own.
     route.id = String::new();
-    match state.routes.add(route, true) {
+    // Adding writes the route's file: off the async workers.
+    let routes = state.routes.clone();
+    let added = tokio::task::spawn_blocking(move || routes.add(route, true)).await;
+    let Ok(added) = added else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "Route not added\n");
+    };
+    match added {
         Ok(route) => (
             StatusCode::CREATED,
             [(header::CONTENT_TYPE, JSON)],
@@ -142,7 +148,13 @@ async fn delete_route(
     if let Some(denied) = unauthorized(&state, &headers) {
         return denied;
     }
-    match state.routes.remove(&id) {
+    // Removing deletes the route's file: off the async workers.
+    let routes = state.routes.clone();
+    let removed = tokio::task::spawn_blocking(move || routes.remove(&id)).await;
+    let Ok(removed) = removed else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "Route not removed\n");
+    };
+    match removed {
         Ok(true) => StatusCode::OK.into_response(),
         Ok(false) => not_found().await,
         Err(e) => text(
