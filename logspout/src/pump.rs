@@ -166,9 +166,15 @@ impl Pump {
         });
         let mut delays = self.settings.backoff.delays();
         while !shutdown.is_cancelled() {
-            match self.clone().watch(&shutdown).await {
+            let mut listed = false;
+            match self.clone().watch(&shutdown, &mut listed).await {
                 Ok(()) => break,
                 Err(e) => {
+                    if listed {
+                        // Docker answered this time: the next outage starts from the shortest
+                        // pause again instead of where the previous one left off.
+                        delays = self.settings.backoff.delays();
+                    }
                     let delay = delays.next().unwrap_or(self.settings.backoff.max_delay);
                     tracing::warn!(error = %e, retry_in = ?delay, "Docker event stream interrupted, reconnecting");
                     if !sleep_unless_cancelled(delay, &shutdown).await {
@@ -197,13 +203,20 @@ impl Pump {
     }
 
     /// Lists running containers and follows events until shutdown (`Ok`) or a Docker error.
-    async fn watch(self: Arc<Self>, shutdown: &CancellationToken) -> Result<(), DockerError> {
+    /// `listed` is set once the listing succeeded (Docker was reachable).
+    async fn watch(
+        self: Arc<Self>,
+        shutdown: &CancellationToken,
+        listed: &mut bool,
+    ) -> Result<(), DockerError> {
         // Events are requested from a moment before the listing: anything started in between
         // is replayed by Docker, and duplicates are ignored by `attach`.
         let since = (Utc::now().timestamp() - 2).to_string();
         let options = ListContainersOptionsBuilder::new().build();
-        let listed = self.docker.list_containers(Some(options)).await?;
-        for id in listed.into_iter().filter_map(|c| c.id) {
+        let running = self.docker.list_containers(Some(options)).await?;
+        *listed = true;
+        tracing::info!(containers = running.len(), "following Docker events");
+        for id in running.into_iter().filter_map(|c| c.id) {
             self.attach(id, Trigger::Listed, shutdown);
         }
         let filters = HashMap::from([

@@ -1,5 +1,6 @@
 //! Nothing lost, nothing doubled: a TCP destination that goes away and comes back, Docker log
-//! streams that end while the container runs, container restarts, and SIGTERM with lines queued.
+//! streams that end while the container runs, Docker daemon restarts (played by a socket proxy
+//! that is cut and restored), container restarts, and SIGTERM with lines queued.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use bollard::exec::StartExecOptions;
 use bollard::models::ExecConfig;
-use harness::{ContainerSpec, SyslogReceiver, TestContainer, TestDocker, wait_until};
+use harness::{ContainerSpec, DockerProxy, SyslogReceiver, TestContainer, TestDocker, wait_until};
 use support::{Logspout, WAIT, unique};
 
 /// Runs `touch <file>` inside the container (the container's scripts wait for such files).
@@ -38,13 +39,18 @@ async fn touch(docker: &TestDocker, container: &TestContainer, file: &str) {
 
 /// The numbered lines received, in arrival order.
 fn numbers(receiver: &SyslogReceiver) -> Vec<u64> {
+    numbered(receiver, "line-")
+}
+
+/// The numbers of the lines `<prefix><n>` received, in arrival order.
+fn numbered(receiver: &SyslogReceiver, prefix: &str) -> Vec<u64> {
     receiver
         .messages()
         .iter()
         .map(|m| {
             m.msg
                 .trim()
-                .strip_prefix("line-")
+                .strip_prefix(prefix)
                 .and_then(|n| n.parse().ok())
                 .unwrap_or_else(|| panic!("unexpected message {:?}", m.raw_text()))
         })
@@ -135,6 +141,161 @@ async fn interrupted_docker_streams_resume_without_gap_or_duplicate() {
     .await;
     let got = numbers(&receiver);
     assert_eq!(got, (1..=2000).collect::<Vec<u64>>());
+}
+
+/// The pause logspout chose after each lost event stream that had been connected (the first
+/// `Docker event stream interrupted` after each `following Docker events`).
+fn first_retries_after_connecting(log: &str) -> Vec<Duration> {
+    let mut connected = false;
+    let mut pauses = Vec::new();
+    for line in log.lines() {
+        if line.contains("following Docker events") {
+            connected = true;
+        } else if line.contains("Docker event stream interrupted") && connected {
+            connected = false;
+            let value = line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("retry_in="))
+                .unwrap_or_else(|| panic!("no retry_in in {line:?}"));
+            pauses.push(parse_debug_duration(value));
+        }
+    }
+    pauses
+}
+
+/// Parses a `Duration` as `{:?}` prints it (`140.2ms`, `1.5s`, `900µs`).
+fn parse_debug_duration(value: &str) -> Duration {
+    let (number, scale) = [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)]
+        .into_iter()
+        .find_map(|(unit, scale)| Some((value.strip_suffix(unit)?, scale)))
+        .unwrap_or_else(|| panic!("not a duration: {value:?}"));
+    let number: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("not a duration: {value:?}"));
+    Duration::from_secs_f64(number * scale)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_daemon_restarts_lose_and_double_nothing() {
+    const BURST: usize = 500;
+    let docker = TestDocker::connect().await;
+    let proxy = DockerProxy::start();
+    let receiver = SyslogReceiver::start().await;
+    let late_receiver = SyslogReceiver::start().await;
+    let name = unique("ls-dockerd");
+    let late = unique("ls-dockerd-late");
+    let route = |r: &SyslogReceiver, name: &str| {
+        format!("syslog+tcp://127.0.0.1:{}?filter.name={name}", r.port())
+    };
+    let routes = format!(
+        "{},{}",
+        route(&receiver, &name),
+        route(&late_receiver, &late)
+    );
+    let mut logspout =
+        Logspout::start(Some(&routes), &[("DOCKER_HOST", &proxy.docker_host())]).await;
+    // Burst b is written once /tmp/go<b> exists. Burst 3 is written slowly (about 2 s), so that
+    // Docker can go away in the middle of it.
+    let script = format!(
+        "for b in 1 2 3 4; do \
+           while [ ! -e /tmp/go$b ]; do sleep 0.05; done; \
+           if [ $b = 3 ]; then \
+             i=$(( 2*{BURST}+1 )); \
+             while [ $i -le $(( 3*{BURST} )) ]; do \
+               echo line-$i; if [ $((i % 25)) = 0 ]; then sleep 0.1; fi; i=$((i+1)); \
+             done; \
+           else \
+             seq $(( (b-1)*{BURST}+1 )) $(( b*{BURST} )) | sed 's/^/line-/'; \
+           fi; \
+         done; trap 'exit 0' TERM; while true; do sleep 1; done"
+    );
+    let container = docker.run(ContainerSpec::shell(&script).name(&name)).await;
+    logspout.wait_attached(&name).await;
+    touch(&docker, &container, "/tmp/go1").await;
+    receiver.wait_for_count(BURST, WAIT).await;
+
+    // Docker goes away between bursts. While it is away the next burst is written and another
+    // container starts; logspout can see neither.
+    let before = proxy.accepted();
+    proxy.cut();
+    touch(&docker, &container, "/tmp/go2").await;
+    container
+        .wait_for_log(&format!("line-{}\n", 2 * BURST), WAIT)
+        .await;
+    let late_script =
+        "seq 1 300 | sed 's/^/late-/'; trap 'exit 0' TERM; while true; do sleep 1; done";
+    let late_container = docker
+        .run(ContainerSpec::shell(late_script).name(&late))
+        .await;
+    late_container.wait_for_log("late-300\n", WAIT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        receiver.messages().len(),
+        BURST,
+        "lines arrived while the proxy was cut: logspout does not use DOCKER_HOST"
+    );
+    assert!(
+        logspout.is_running(),
+        "logspout exited when Docker went away"
+    );
+    proxy.restore();
+    receiver.wait_for_count(2 * BURST, WAIT).await;
+    late_receiver.wait_for_count(300, WAIT).await;
+    assert!(proxy.accepted() > before, "no reconnect through the proxy");
+
+    // Docker goes away in the middle of a burst, for 3 s.
+    touch(&docker, &container, "/tmp/go3").await;
+    receiver.wait_for_count(2 * BURST + 100, WAIT).await;
+    let before = proxy.accepted();
+    proxy.outage(Duration::from_secs(3)).await;
+    receiver.wait_for_count(3 * BURST, WAIT).await;
+    assert!(proxy.accepted() > before, "no reconnect through the proxy");
+
+    // And everything works as before once it is back.
+    touch(&docker, &container, "/tmp/go4").await;
+    receiver.wait_for_count(4 * BURST, WAIT).await;
+
+    let got = numbers(&receiver);
+    let expected: Vec<u64> = (1..=4 * BURST as u64).collect();
+    assert!(
+        got == expected,
+        "lines missing, doubled or out of order: {} received, first differences: {:?}",
+        got.len(),
+        got.iter()
+            .zip(&expected)
+            .filter(|(g, e)| g != e)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        numbered(&late_receiver, "late-"),
+        (1..=300).collect::<Vec<u64>>(),
+        "the container started while Docker was away"
+    );
+    assert!(logspout.is_running(), "logspout exited");
+    // The start and a reconnect after each outage (the first one is implied by the container
+    // that was found after it; the event stream may come back after the log streams).
+    let log = wait_until(
+        "the event stream back after the second outage",
+        WAIT,
+        || async {
+            let log = logspout.log();
+            (log.matches("following Docker events").count() >= 3).then_some(log)
+        },
+    )
+    .await;
+    // Each outage is met with the shortest pause first (100 ms with up to 100 % jitter), not
+    // with the pause where the previous outage left off (seconds by then).
+    let first_retries = first_retries_after_connecting(&log);
+    assert!(first_retries.len() >= 2, "{first_retries:?}");
+    assert!(
+        first_retries.iter().all(|d| *d < Duration::from_secs(1)),
+        "the backoff did not start again after reconnecting: {first_retries:?}"
+    );
+    assert_eq!(
+        logspout.metric("logspout_route_lines_dropped_total").await,
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

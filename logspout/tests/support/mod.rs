@@ -114,6 +114,11 @@ impl Logspout {
         .await;
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait for logspout").is_none()
+    }
+
     pub fn terminate(&self) {
         terminate(&self.child).expect("SIGTERM logspout");
     }
