@@ -1,5 +1,6 @@
 //! The real binary with real Docker and a real etcd: the seed's elasticsearch, stop, SIGKILL
-//! with a TTL, SIGTERM, keep-on-exit, lease loss, etcd restarts and `-deregister on-success`.
+//! with a TTL, SIGTERM, keep-on-exit, lease loss, etcd restarts, Docker daemon restarts (a socket
+//! proxy that is cut and restored) and `-deregister on-success`.
 
 mod support;
 
@@ -7,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{DomainName, KeySchema, ServiceRecord};
-use harness::{ContainerSpec, EtcdServer, TestDocker, wait_until};
+use harness::{ContainerSpec, DockerProxy, EtcdServer, TestDocker, wait_until};
 use support::{Registrator, WAIT, lease_of, records, tag_test_image, wait_key, wait_records};
 
 fn uri(etcd: &EtcdServer, path: &str) -> String {
@@ -373,47 +374,81 @@ async fn default_ids_become_dns_safe_skydns2_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_docker_reconnects_and_resyncs() {
+async fn a_docker_daemon_restart_is_caught_up_after_reconnecting() {
     let docker = TestDocker::connect().await;
     let etcd = EtcdServer::start().await;
     let mut client = etcd.client().await;
-    let mut proxy = support::DockerProxy::start();
+    // Registrator reaches Docker only through the proxy; the test uses the real socket.
+    let proxy = DockerProxy::start();
+    let metrics = format!("127.0.0.1:{}", harness::process::free_tcp_port());
     let registry = format!("etcd://{}/reconnect", etcd.host_port());
-    let registrator = Registrator::start_with_docker(&[&registry], &proxy.docker_host());
-    let stopped = docker
-        .run(
-            ContainerSpec::idle()
-                .publish(80)
-                .env("SERVICE_NAME", "reconnect-stopped")
-                .env("SERVICE_ID", "s1"),
-        )
-        .await;
+    let mut registrator = Registrator::start_with_docker(
+        &["-ip", "127.0.0.1", "-metrics", &metrics, &registry],
+        &proxy.docker_host(),
+    );
+    let service = |name: &str, id: &str| {
+        ContainerSpec::idle()
+            .publish(80)
+            .env("SERVICE_NAME", name)
+            .env("SERVICE_ID", id)
+    };
+    let kept = docker.run(service("reconnect-kept", "k1")).await;
+    let stopped = docker.run(service("reconnect-stopped", "s1")).await;
+    let kept_key = "/reconnect/reconnect-kept/k1";
+    let kept_value = format!("127.0.0.1:{}", kept.host_port("80/tcp").await);
     let stopped_key = "/reconnect/reconnect-stopped/s1";
     let stopped_value = format!("127.0.0.1:{}", stopped.host_port("80/tcp").await);
+    wait_key(&mut client, kept_key, Some(&kept_value)).await;
     wait_key(&mut client, stopped_key, Some(&stopped_value)).await;
+    assert_eq!(
+        support::metric(&metrics, "registrator_docker_connects_total").await,
+        1.0
+    );
 
-    // Docker "restarts": while it is away one container stops and another starts.
+    // Docker "restarts": while it is away one container stops and another starts. Registrator
+    // sees neither event.
     proxy.cut();
     registrator.wait_log("lost Docker, will reconnect").await;
     stopped.stop(Duration::from_secs(5)).await;
-    let started = docker
-        .run(
-            ContainerSpec::idle()
-                .publish(80)
-                .env("SERVICE_NAME", "reconnect-started")
-                .env("SERVICE_ID", "n1"),
-        )
-        .await;
-    proxy.resume();
-
+    let started = docker.run(service("reconnect-started", "n1")).await;
+    let started_key = "/reconnect/reconnect-started/n1";
     let started_value = format!("127.0.0.1:{}", started.host_port("80/tcp").await);
-    wait_key(
-        &mut client,
-        "/reconnect/reconnect-started/n1",
-        Some(&started_value),
-    )
-    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        records(&mut client, stopped_key).await.len(),
+        1,
+        "the stop was seen while Docker was away: registrator does not use DOCKER_HOST"
+    );
+    assert!(
+        registrator.is_running(),
+        "registrator exited without Docker"
+    );
+    proxy.restore();
+
+    wait_key(&mut client, started_key, Some(&started_value)).await;
     wait_key(&mut client, stopped_key, None).await;
+    wait_key(&mut client, kept_key, Some(&kept_value)).await;
+    assert!(support::metric(&metrics, "registrator_docker_connects_total").await >= 2.0);
+
+    // A second, short outage with nothing changing meanwhile: the resync after it keeps every
+    // record of the containers that still run and brings back none of the stopped one.
+    proxy.outage(Duration::from_secs(2)).await;
+    wait_until("a third connection to Docker", WAIT, || async {
+        (support::metric(&metrics, "registrator_docker_connects_total").await >= 3.0).then_some(())
+    })
+    .await;
+    wait_until("the resync after the second outage", WAIT, || async {
+        (registrator.log().matches(" synced").count() >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        records(&mut client, "/reconnect/reconnect-").await,
+        BTreeMap::from([
+            (kept_key.to_owned(), kept_value),
+            (started_key.to_owned(), started_value),
+        ])
+    );
+    assert!(registrator.is_running(), "registrator exited");
 }
 
 #[tokio::test]

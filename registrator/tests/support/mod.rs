@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{Client, GetOptions};
@@ -97,6 +96,11 @@ impl Registrator {
 
     pub fn terminate(&self) {
         harness::process::terminate(&self.child).unwrap();
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Sends `signal` to the process.
@@ -232,79 +236,6 @@ pub fn hostname() -> String {
     registrator::hostname()
 }
 
-/// A unix-socket proxy in front of the Docker socket that a test can cut (every connection
-/// dropped, nobody listening) and restore: what a Docker daemon restart looks like to a client.
-#[derive(Debug)]
-pub struct DockerProxy {
-    path: PathBuf,
-    upstream: PathBuf,
-    accept: Option<tokio::task::JoinHandle<()>>,
-    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl DockerProxy {
-    pub fn start() -> Self {
-        let upstream = docker_host();
-        let upstream = PathBuf::from(
-            upstream
-                .strip_prefix("unix://")
-                .expect("the proxy needs a unix DOCKER_HOST"),
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let mut proxy = Self {
-            path: dir.path().join("docker.sock"),
-            upstream,
-            accept: None,
-            connections: Arc::default(),
-            _dir: dir,
-        };
-        proxy.resume();
-        proxy
-    }
-
-    /// `unix:///...` for DOCKER_HOST.
-    pub fn docker_host(&self) -> String {
-        format!("unix://{}", self.path.display())
-    }
-
-    /// Drops every connection and stops listening.
-    pub fn cut(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-
-    /// Listens again.
-    pub fn resume(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let listener = tokio::net::UnixListener::bind(&self.path).unwrap();
-        let upstream = self.upstream.clone();
-        let connections = self.connections.clone();
-        self.accept = Some(tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let handle = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::UnixStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                connections.lock().unwrap().push(handle.abort_handle());
-            }
-        }));
-    }
-}
-
-impl Drop for DockerProxy {
-    fn drop(&mut self) {
-        self.cut();
-    }
-}
-
 /// A plain HTTP/1.1 GET; the whole response (status line, headers, body).
 pub async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -314,4 +245,14 @@ pub async fn http_get(addr: &str, path: &str) -> String {
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     response
+}
+
+/// The value of the metric line starting with `prefix` at `addr` (0 when absent).
+pub async fn metric(addr: &str, prefix: &str) -> f64 {
+    let response = http_get(addr, "/metrics").await;
+    response
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
