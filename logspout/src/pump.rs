@@ -345,6 +345,9 @@ impl Pump {
         let mut delays = self.settings.backoff.delays();
         let mut first = saved.is_none();
         let mut selection = RouteSelection::default();
+        // Failures are warned about once per run of failures (while Docker is away every
+        // container fails on every retry), then logged at debug until a line is shipped again.
+        let mut failing = false;
         loop {
             let tail = if first {
                 self.settings.tail.clone()
@@ -368,9 +371,18 @@ impl Pump {
             self.state().positions.insert(id.to_owned(), position);
             let mut assembler = match outcome {
                 StreamEnd::Shutdown => break,
-                StreamEnd::Ended(assembler, shipped) => {
+                StreamEnd::Ended(assembler, shipped, error) => {
                     if shipped {
                         delays = self.settings.backoff.delays();
+                        failing = false;
+                    }
+                    if let Some(e) = error {
+                        if failing {
+                            tracing::debug!(container = %short, error = %e, "log stream failed again");
+                        } else {
+                            tracing::warn!(container = %short, error = %e, "log stream failed");
+                        }
+                        failing = true;
                     }
                     assembler
                 }
@@ -394,7 +406,12 @@ impl Pump {
                     status_code: 404, ..
                 }) => false,
                 Err(e) => {
-                    tracing::warn!(container = %short, error = %e, "cannot inspect container, will retry");
+                    if failing {
+                        tracing::debug!(container = %short, error = %e, "cannot inspect container, will retry");
+                    } else {
+                        tracing::warn!(container = %short, error = %e, "cannot inspect container, will retry");
+                    }
+                    failing = true;
                     true
                 }
             };
@@ -473,13 +490,10 @@ impl Pump {
             let (source, frame) = match item {
                 None => {
                     tracing::debug!(container = %cell.load().short_id(), "log stream inactive, re-attaching");
-                    return StreamEnd::Ended(assembler, shipped);
+                    return StreamEnd::Ended(assembler, shipped, None);
                 }
-                Some(None) => return StreamEnd::Ended(assembler, shipped),
-                Some(Some(Err(e))) => {
-                    tracing::warn!(container = %cell.load().short_id(), error = %e, "log stream failed");
-                    return StreamEnd::Ended(assembler, shipped);
-                }
+                Some(None) => return StreamEnd::Ended(assembler, shipped, None),
+                Some(Some(Err(e))) => return StreamEnd::Ended(assembler, shipped, Some(e)),
                 Some(Some(Ok(output))) => match output {
                     LogOutput::StdOut { message } | LogOutput::Console { message } => {
                         (Source::Stdout, message)
@@ -537,8 +551,8 @@ impl Pump {
 
 enum StreamEnd {
     Shutdown,
-    /// The stream ended; whether any line was shipped during it.
-    Ended(LineAssembler, bool),
+    /// The stream ended; whether any line was shipped during it, and the error if it failed.
+    Ended(LineAssembler, bool, Option<DockerError>),
 }
 
 fn floor_second(time: DateTime<Utc>) -> DateTime<Utc> {
