@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the project's images locally, idempotently, with no registry and no base image from
 # outside: static release binaries of registrator, skydns and logspout, each copied into
-# `FROM scratch` with CA certificates; and an etcd image from Debian's etcd-server binary.
+# `FROM scratch` with CA certificates; the syslog-sink receiver (the harness package's
+# `syslog-sink` binary) `FROM scratch`; and an etcd image from Debian's etcd-server binary.
 # Images are tagged with the crate version and `latest`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,10 @@ out=target-static
 # proc-macros stay dynamic. Its own target dir, since the flags rebuild every dependency.
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
   --target "$target" --target-dir "$out" -p registrator -p skydns -p logspout --bins
+# A cargo run of its own, so the harness package's dependencies do not change the features the
+# components are built with.
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
+  --target "$target" --target-dir "$out" -p harness --bin syslog-sink
 
 context=$out/images
 
@@ -34,6 +39,12 @@ for component in registrator skydns logspout; do
     -f "docker/$component.Dockerfile" "$context/$component"
   echo "built $component:$version ($(docker image inspect -f '{{.Size}}' "$component:$version" | numfmt --to=iec))"
 done
+
+mkdir -p "$context/syslog-sink"
+cp "$out/$target/release/syslog-sink" "$context/syslog-sink/"
+build -t "syslog-sink:$version" -t syslog-sink:latest \
+  -f docker/syslog-sink.Dockerfile "$context/syslog-sink"
+echo "built syslog-sink:$version ($(docker image inspect -f '{{.Size}}' "syslog-sink:$version" | numfmt --to=iec))"
 
 etcd_version=$(/usr/bin/etcd --version | sed -n 's/^etcd Version: //p')
 mkdir -p "$context/etcd/lib"

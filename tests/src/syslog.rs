@@ -301,8 +301,9 @@ fn framing_of(buf: &[u8]) -> Option<Framing> {
     }
 }
 
-/// The next complete frame in `buf`: (message, framing, bytes consumed).
-fn next_frame(buf: &[u8]) -> Option<(&[u8], Framing, usize)> {
+/// The next complete frame in `buf`: (message, framing, bytes consumed); `None` until one has
+/// fully arrived. Also used by the `syslog-sink` binary.
+pub fn next_frame(buf: &[u8]) -> Option<(&[u8], Framing, usize)> {
     match framing_of(buf)? {
         Framing::OctetCounted => {
             let space = buf.iter().position(|&b| b == b' ')?;

@@ -1,0 +1,161 @@
+//! `syslog-sink`: a minimal central syslog receiver, packaged as the `syslog-sink` image for the
+//! `docker-rsyslog` fleet unit and the end-to-end test. It listens on UDP and TCP (port 514 on
+//! every address, or `--port N`) and prints each message on stdout as one line: every UDP
+//! datagram, and every TCP message in either RFC 6587 framing (newline-terminated or octet
+//! counting). Newlines inside a message are printed as `\n`. SIGTERM or SIGINT stops it with exit
+//! status 0. It stores nothing and forwards nothing: replace it with a real rsyslog for that.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+
+use harness::syslog::next_frame;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+
+const DEFAULT_PORT: u16 = 514;
+/// A TCP peer that sends this much without completing a message is disconnected.
+const MAX_MESSAGE: usize = 1 << 20;
+const USAGE: &str = "usage: syslog-sink [--port N] [--version]";
+
+fn main() -> ExitCode {
+    let port = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(port)) => port,
+        Ok(None) => {
+            println!("syslog-sink {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("syslog-sink: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("syslog-sink: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(port)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("syslog-sink: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The port to listen on, or `None` for `--version`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<u16>, String> {
+    let mut port = DEFAULT_PORT;
+    while let Some(arg) = args.next() {
+        let value = match arg.as_str() {
+            "--version" | "-version" => return Ok(None),
+            "--port" | "-port" => args.next().ok_or("--port needs a value")?,
+            other => match other
+                .strip_prefix("--port=")
+                .or_else(|| other.strip_prefix("-port="))
+            {
+                Some(value) => value.to_owned(),
+                None => return Err(format!("unknown argument {other:?}")),
+            },
+        };
+        port = value
+            .parse()
+            .map_err(|_| format!("{value:?} is not a port number"))?;
+    }
+    Ok(Some(port))
+}
+
+async fn serve(port: u16) -> std::io::Result<()> {
+    let shutdown = common::shutdown::install()?;
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let udp = UdpSocket::bind(addr).await?;
+    let tcp = TcpListener::bind(addr).await?;
+    eprintln!("syslog-sink: listening on udp and tcp {addr}");
+    let mut tasks = JoinSet::new();
+    tasks.spawn(serve_udp(udp));
+    tasks.spawn(serve_tcp(tcp));
+    shutdown.cancelled().await;
+    tasks.abort_all();
+    Ok(())
+}
+
+/// Writes one message as one line; a closed stdout is not worth dying for.
+fn print_message(message: &[u8]) {
+    let text = String::from_utf8_lossy(message);
+    let text = text.trim_end_matches(['\r', '\n']).replace('\n', "\\n");
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
+async fn serve_udp(socket: UdpSocket) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        match socket.recv(&mut buf).await {
+            Ok(len) => print_message(&buf[..len]),
+            // An ICMP error reported on the socket, or the like: keep receiving.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Accepts connections; dropping this task (at shutdown) drops every connection with it.
+async fn serve_tcp(listener: TcpListener) {
+    let mut connections = JoinSet::new();
+    loop {
+        while connections.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                connections.spawn(read_messages(stream));
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Prints the peer's messages until it closes the connection; a last message without its
+/// newline is printed then.
+async fn read_messages(mut stream: TcpStream) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        while let Some((message, _, consumed)) = next_frame(&buf) {
+            print_message(message);
+            buf.drain(..consumed);
+        }
+        if buf.len() > MAX_MESSAGE {
+            return;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => {
+                if !buf.is_empty() {
+                    print_message(&buf);
+                }
+                return;
+            }
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<u16>, String> {
+        parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn arguments() {
+        assert_eq!(parse(&[]), Ok(Some(514)));
+        assert_eq!(parse(&["--port", "1514"]), Ok(Some(1514)));
+        assert_eq!(parse(&["-port=5140"]), Ok(Some(5140)));
+        assert_eq!(parse(&["--version"]), Ok(None));
+        assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["--port", "70000"]).is_err());
+        assert!(parse(&["514"]).is_err());
+    }
+}
