@@ -1,28 +1,35 @@
-//! The fleet units in `fleet-units/`: read as INI, checked for the seed's shape (`Global=true`,
-//! `EnvironmentFile=/etc/environment`, `docker kill`/`rm` as `ExecStartPre=-`, `docker stop` as
-//! `ExecStop`), verified with `systemd-analyze verify`, and then executed as systemd would —
-//! specifiers and `EnvironmentFile` variables substituted, `COREOS_PRIVATE_IPV4=127.0.0.1` —
-//! against the local Docker Engine with etcd on 127.0.0.1:2379: the units start a stack in which
-//! an `elasticsearch@1` container is answered by skydns on 127.0.0.1:53, its `ExecStop` removes
-//! the answer, and stopping the components leaves no records behind.
+//! The fleet units in `fleet-units/`: read as INI, checked for the seed's shape (`Global=true`
+//! for the per-host components, `EnvironmentFile=/etc/environment`, `docker kill`/`rm` as
+//! `ExecStartPre=-`, `docker stop` as `ExecStop`), verified with `systemd-analyze verify`, and
+//! then executed as systemd would — specifiers and `EnvironmentFile` variables substituted — on the
+//! real images: the seed's story from start to end, with image sizes and the container start →
+//! DNS answer latency printed (`-- --nocapture`).
+//!
+//! The private address `COREOS_PRIVATE_IPV4` is the gateway of a bridge network the test creates:
+//! an address of this host that is not loopback, so containers on Docker's default bridge
+//! (logspout, elasticsearch) reach skydns and the syslog receiver through it, as they reach the
+//! host's private address on a CoreOS machine. Nothing runs on that network; it only lends the
+//! address, and it is removed when the test ends.
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a panic is a failed assertion
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
+use harness::dns::Transport;
 use harness::process::{free_tcp_port, spawn_tied};
-use harness::{DnsClient, wait_until};
+use harness::syslog::Framing;
+use harness::{DnsClient, FakeUpstream, SyslogMessage, wait_until};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fleet-units");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const WAIT: Duration = Duration::from_secs(60);
-const PRIVATE_IP: &str = "127.0.0.1";
 const NAME: &str = "elasticsearch-9200.staging.example.local.";
 
 /// One unit file: sections in order, each with its `key=value` lines in order (keys repeat).
@@ -85,7 +92,7 @@ fn expand(command: &str, unit_name: &str, env: &BTreeMap<&str, &str>) -> Vec<Str
     assert!(!command.contains(['"', '\'', '\\']), "quoting in {command}");
     let stem = unit_name.trim_end_matches(".service");
     let (prefix, instance) = stem.split_once('@').unwrap_or((stem, ""));
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host_name();
     let mut out = String::new();
     let mut chars = command.chars().peekable();
     while let Some(c) = chars.next() {
@@ -94,7 +101,7 @@ fn expand(command: &str, unit_name: &str, env: &BTreeMap<&str, &str>) -> Vec<Str
                 Some('p') => out.push_str(prefix),
                 Some('i') => out.push_str(instance),
                 Some('n') => out.push_str(unit_name),
-                Some('H') => out.push_str(host.trim()),
+                Some('H') => out.push_str(&host),
                 Some('%') => out.push('%'),
                 other => panic!("unknown specifier %{other:?} in {command}"),
             },
@@ -126,37 +133,17 @@ fn expand(command: &str, unit_name: &str, env: &BTreeMap<&str, &str>) -> Vec<Str
     out.split_whitespace().map(str::to_owned).collect()
 }
 
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 fn command(words: &[String]) -> Command {
     let mut command = Command::new(&words[0]);
     command.args(&words[1..]);
     command
-}
-
-/// Runs `ExecStartPre` lines (a leading `-` means failure is ignored), then spawns `ExecStart`.
-fn start(
-    unit: &Unit,
-    env: &BTreeMap<&str, &str>,
-    edit: impl Fn(Vec<String>) -> Vec<String>,
-) -> Child {
-    for line in unit.values("Service", "ExecStartPre") {
-        let (may_fail, line) = match line.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, line),
-        };
-        let output = command(&expand(line, &unit.name, env)).output().unwrap();
-        assert!(
-            may_fail || output.status.success(),
-            "{}: {line}: {output:?}",
-            unit.name
-        );
-    }
-    let words = edit(expand(unit.value("Service", "ExecStart"), &unit.name, env));
-    let mut start = command(&words);
-    start
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    spawn_tied(start).unwrap()
 }
 
 fn stop(unit: &Unit, env: &BTreeMap<&str, &str>) {
@@ -165,12 +152,79 @@ fn stop(unit: &Unit, env: &BTreeMap<&str, &str>) {
     assert!(output.status.success(), "{}: {line}: {output:?}", unit.name);
 }
 
-/// Removes the units' containers when the test ends, whatever happened.
-struct Containers(Vec<&'static str>);
+/// The units' containers, removed when the test ends whatever happened, and the output of their
+/// `docker run` (the containers' own output included), shown when the test fails.
+struct Units {
+    containers: Vec<String>,
+    output: tempfile::TempDir,
+}
 
-impl Drop for Containers {
+impl Units {
+    fn new(containers: Vec<String>) -> Self {
+        Self {
+            containers,
+            output: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs `ExecStartPre` lines (a leading `-` means failure is ignored), then spawns
+    /// `ExecStart` after `edit` had its say.
+    fn start(
+        &self,
+        unit: &Unit,
+        env: &BTreeMap<&str, &str>,
+        edit: impl Fn(Vec<String>) -> Vec<String>,
+    ) -> Child {
+        for line in unit.values("Service", "ExecStartPre") {
+            let (may_fail, line) = match line.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            let output = command(&expand(line, &unit.name, env)).output().unwrap();
+            assert!(
+                may_fail || output.status.success(),
+                "{}: {line}: {output:?}",
+                unit.name
+            );
+        }
+        let words = edit(expand(unit.value("Service", "ExecStart"), &unit.name, env));
+        let log = std::fs::File::create(self.output.path().join(&unit.name)).unwrap();
+        let mut start = command(&words);
+        start
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        spawn_tied(start).unwrap()
+    }
+}
+
+impl Drop for Units {
     fn drop(&mut self) {
-        for name in &self.0 {
+        if std::thread::panicking() {
+            let mut files: Vec<_> = std::fs::read_dir(self.output.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!(
+                    "--- {}: the last lines of its docker run ---\n{}",
+                    file.file_name().unwrap_or_default().to_string_lossy(),
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                );
+            }
+            if let Ok(ps) = Command::new("docker").args(["ps", "-a"]).output() {
+                eprintln!(
+                    "--- docker ps -a ---\n{}",
+                    String::from_utf8_lossy(&ps.stdout)
+                );
+            }
+        }
+        for name in &self.containers {
             let _ = Command::new("docker").args(["rm", "-f", name]).output();
         }
     }
@@ -195,8 +249,91 @@ fn build_images() {
     assert!(output.status.success(), "build-images.sh: {output:?}");
 }
 
-async fn srv_targets(dns: &DnsClient) -> Option<Vec<(u16, String)>> {
-    let reply = dns.udp(NAME, RecordType::SRV).await.ok()?;
+/// A bridge network of the test's own, removed on drop. Its gateway is this host's address on it.
+struct PrivateNetwork {
+    name: String,
+    gateway: Ipv4Addr,
+}
+
+impl PrivateNetwork {
+    fn create() -> Self {
+        let name = format!("harness-fleet-{}", std::process::id());
+        let _ = Command::new("docker")
+            .args(["network", "rm", &name])
+            .output();
+        let output = Command::new("docker")
+            .args(["network", "create", &name])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "docker network create: {output:?}");
+        let mut network = Self {
+            name,
+            gateway: Ipv4Addr::UNSPECIFIED,
+        };
+        let output = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                "--format",
+                "{{range .IPAM.Config}}{{.Gateway}} {{end}}",
+                &network.name,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "docker network inspect: {output:?}"
+        );
+        network.gateway = String::from_utf8(output.stdout)
+            .unwrap()
+            .split_whitespace()
+            .find_map(|word| word.parse().ok())
+            .expect("an IPv4 gateway");
+        network
+    }
+}
+
+impl Drop for PrivateNetwork {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["network", "rm", &self.name])
+            .output();
+    }
+}
+
+/// `words` with `extra` inserted just before the image (as more `docker run` options).
+fn with_options(mut words: Vec<String>, image: &str, extra: &[&str]) -> Vec<String> {
+    let at = words.iter().position(|w| w == image).unwrap();
+    words.splice(at..at, extra.iter().map(|w| (*w).to_owned()));
+    words
+}
+
+/// `words` up to the image, then `command` instead of the image's arguments.
+fn with_command(words: Vec<String>, image: &str, command: &[&str]) -> Vec<String> {
+    let at = words.iter().position(|w| w == image).unwrap();
+    let mut words = words[..=at].to_vec();
+    words.extend(command.iter().map(|w| (*w).to_owned()));
+    words
+}
+
+/// A shell loop for the elasticsearch stand-ins: prints `line` every second and exits 0 on
+/// SIGTERM (`docker stop`), as a well-behaved service does.
+fn talking_loop(line: &str) -> [String; 3] {
+    [
+        "sh".to_owned(),
+        "-c".to_owned(),
+        format!("trap 'exit 0' TERM; while true; do echo '{line}'; sleep 1; done"),
+    ]
+}
+
+/// The SRV answers for `name` as (port, target); empty for NXDOMAIN; `None` if the server did
+/// not answer (yet).
+async fn srv(dns: &DnsClient, name: &str, transport: Transport) -> Option<BTreeSet<(u16, String)>> {
+    let reply = match transport {
+        Transport::Udp => dns.udp(name, RecordType::SRV).await,
+        Transport::Tcp => dns.tcp(name, RecordType::SRV).await,
+    }
+    .ok()?;
     match reply.metadata.response_code {
         ResponseCode::NoError => Some(
             reply
@@ -208,9 +345,26 @@ async fn srv_targets(dns: &DnsClient) -> Option<Vec<(u16, String)>> {
                 })
                 .collect(),
         ),
-        ResponseCode::NXDomain => Some(Vec::new()),
+        ResponseCode::NXDomain => Some(BTreeSet::new()),
         _ => None,
     }
+}
+
+/// The A answers for `name`.
+async fn a(dns: &DnsClient, name: &str, transport: Transport) -> Vec<Ipv4Addr> {
+    let reply = match transport {
+        Transport::Udp => dns.udp(name, RecordType::A).await,
+        Transport::Tcp => dns.tcp(name, RecordType::A).await,
+    }
+    .unwrap();
+    reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
 }
 
 async fn records(client: &mut Client) -> Vec<String> {
@@ -225,6 +379,37 @@ async fn records(client: &mut Client) -> Vec<String> {
         .iter()
         .map(|kv| kv.key_str().unwrap().to_owned())
         .collect()
+}
+
+async fn docker(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("docker")
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "docker {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Like `harness::wait_until`, but polls every 5 ms: for measuring, not for waiting.
+async fn poll_fast<T, Fut: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> Fut,
+) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn percentiles(mut times: Vec<Duration>) -> (Duration, Duration) {
+    times.sort();
+    let percentile = |p: usize| times[(times.len() * p).div_ceil(100) - 1];
+    (percentile(50), percentile(99))
 }
 
 #[test]
@@ -247,13 +432,66 @@ fn units_have_the_seeds_shape() {
         assert!(start.contains(&format!(" {name}:{VERSION}")), "{start}");
         assert!(start.contains("${COREOS_PRIVATE_IPV4}"), "{start}");
     }
+
+    // The central receiver: one copy in the cluster, registered under the name logspout's route
+    // uses, with one published port (a second would make registrator name it
+    // docker-rsyslog-514), UDP as `syslog://` sends, and its own output not shipped back.
+    let rsyslog = Unit::read("docker-rsyslog.service");
+    assert_eq!(rsyslog.value("X-Fleet", "Global"), "false");
+    assert_eq!(
+        rsyslog.value("Service", "EnvironmentFile"),
+        "/etc/environment"
+    );
+    assert_eq!(
+        rsyslog.values("Service", "ExecStartPre"),
+        ["-/usr/bin/docker kill %p", "-/usr/bin/docker rm %p"]
+    );
+    assert_eq!(
+        rsyslog.value("Service", "ExecStop"),
+        "/usr/bin/docker stop %p"
+    );
+    let env = BTreeMap::from([("COREOS_PRIVATE_IPV4", "10.0.0.5")]);
+    let words = expand(
+        rsyslog.value("Service", "ExecStart"),
+        "docker-rsyslog.service",
+        &env,
+    );
+    assert_eq!(
+        words[..6],
+        [
+            "/usr/bin/docker",
+            "run",
+            "--pull",
+            "never",
+            "--name",
+            "docker-rsyslog"
+        ]
+    );
+    for expected in [
+        "SERVICE_NAME=docker-rsyslog",
+        "LOGSPOUT=ignore",
+        "10.0.0.5:514:514/udp",
+        &format!("syslog-sink:{VERSION}"),
+    ] {
+        assert!(
+            words.iter().any(|w| w == expected),
+            "{expected} not in {words:?}"
+        );
+    }
+    assert_eq!(words.iter().filter(|w| *w == "-p").count(), 1, "{words:?}");
+    let logspout = Unit::read("logspout.service");
+    assert!(
+        logspout
+            .value("Service", "ExecStart")
+            .ends_with(" syslog://docker-rsyslog.staging.example.local:514")
+    );
+
     let es = Unit::read("elasticsearch@.service");
     assert_eq!(es.value("X-Fleet", "Conflicts"), "%p@*.service");
     assert!(
         es.value("Service", "ExecStart")
             .contains("-e SERVICE_ID=%p%i")
     );
-    let env = BTreeMap::from([("COREOS_PRIVATE_IPV4", "10.0.0.5")]);
     let words = expand(
         es.value("Service", "ExecStart"),
         "elasticsearch@1.service",
@@ -280,6 +518,7 @@ fn units_pass_systemd_analyze_verify() {
         ("registrator.service", "registrator.service"),
         ("skydns.service", "skydns.service"),
         ("logspout.service", "logspout.service"),
+        ("docker-rsyslog.service", "docker-rsyslog.service"),
         ("elasticsearch@.service", "elasticsearch@1.service"),
     ] {
         let path = dir.path().join(target);
@@ -310,87 +549,233 @@ fn units_pass_systemd_analyze_verify() {
     assert!(!output.status.success(), "{output:?}");
 }
 
+/// The seed's story, from the units, on the images `docker/build-images.sh` builds: etcd up; the
+/// three components and the central syslog receiver started by their units; two
+/// elasticsearch-like instances; DNS answers both (UDP and TCP); one stopped → only the other is
+/// answered; an instance's stdout line reaches the receiver found through skydns; the start → DNS
+/// answer latency over 50 starts and the image sizes are printed; the components stop on SIGTERM
+/// with exit status 0 and leave no record in etcd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn units_start_a_working_stack_on_the_local_engine() {
+async fn the_seeds_story_runs_from_the_units_on_the_real_images() {
     build_images();
-    let env = BTreeMap::from([("COREOS_PRIVATE_IPV4", PRIVATE_IP)]);
-    let _containers = Containers(vec!["registrator", "skydns", "logspout", "elasticsearch-1"]);
+    let network = PrivateNetwork::create();
+    let private_ip = network.gateway.to_string();
+    let env = BTreeMap::from([("COREOS_PRIVATE_IPV4", private_ip.as_str())]);
+    let pid = std::process::id();
+    let probes: Vec<String> = (0..50)
+        .map(|i| format!("harness-fleet-{pid}-probe{i}"))
+        .collect();
+    let mut guarded: Vec<String> = [
+        "registrator",
+        "skydns",
+        "logspout",
+        "docker-rsyslog",
+        "elasticsearch-1",
+        "elasticsearch-2",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    guarded.extend(probes.iter().cloned());
+    let units = Units::new(guarded);
 
-    // etcd where the units expect it: the host's private address, port 2379.
+    // etcd where the units expect it: the private address, port 2379.
     let data = tempfile::tempdir().unwrap();
+    let etcd_url = format!("http://{private_ip}:2379");
     let mut etcd = Command::new(harness::etcd::etcd_binary());
     etcd.args([
         "--data-dir",
         data.path().to_str().unwrap(),
         "--listen-client-urls",
-        "http://127.0.0.1:2379",
+        &etcd_url,
         "--advertise-client-urls",
-        "http://127.0.0.1:2379",
+        &etcd_url,
         "--listen-peer-urls",
         &format!("http://127.0.0.1:{}", free_tcp_port()),
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::null());
     let mut etcd = spawn_tied(etcd).unwrap();
-    let mut client = wait_until("etcd on 127.0.0.1:2379", WAIT, || async {
-        let mut client = Client::connect(["http://127.0.0.1:2379"], None)
-            .await
-            .ok()?;
+    let mut client = wait_until(&format!("etcd on {etcd_url}"), WAIT, || async {
+        let mut client = Client::connect([etcd_url.as_str()], None).await.ok()?;
         client.status().await.ok()?;
         Some(client)
     })
     .await;
 
-    let components: Vec<Unit> = ["skydns", "registrator", "logspout"]
-        .iter()
-        .map(|name| Unit::read(&format!("{name}.service")))
-        .collect();
-    let mut running: Vec<Child> = components.iter().map(|u| start(u, &env, |w| w)).collect();
+    // skydns's unit sets no forwarders, so skydns would forward names outside its zone to the
+    // resolver in /etc/resolv.conf. A test must never do that: point it at a fake upstream on
+    // loopback instead (skydns runs with --net=host, so 127.0.0.1 is this host's loopback).
+    let upstream = FakeUpstream::start().await;
+    upstream.add_a("forwarded.test.", Ipv4Addr::new(192, 0, 2, 53), 60);
+    let nameservers = format!("SKYDNS_NAMESERVERS={}", upstream.addr());
+    let skydns_image = format!("skydns:{VERSION}");
 
-    // The elasticsearch example, with the test image tagged as elasticsearch:1.5.2 standing in
-    // for elasticsearch (the arguments after the image are elasticsearch's own, so they are
-    // replaced by an idle loop).
+    let unit = |name: &str| Unit::read(&format!("{name}.service"));
+    let (skydns, registrator, logspout, rsyslog) = (
+        unit("skydns"),
+        unit("registrator"),
+        unit("logspout"),
+        unit("docker-rsyslog"),
+    );
+    let mut skydns_run = units.start(&skydns, &env, |words| {
+        with_options(words, &skydns_image, &["-e", &nameservers])
+    });
+    let mut registrator_run = units.start(&registrator, &env, |w| w);
+
+    // The central receiver first, and logspout once skydns answers for it (logspout would retry
+    // the lookup on its own; this keeps the test's waits short).
+    let mut rsyslog_run = units.start(&rsyslog, &env, |w| w);
+    let dns = DnsClient::new(SocketAddr::from((network.gateway, 53)));
+    wait_until("skydns to answer docker-rsyslog", WAIT, || async {
+        srv(
+            &dns,
+            "docker-rsyslog.staging.example.local.",
+            Transport::Udp,
+        )
+        .await
+        .filter(|answers| !answers.is_empty())
+    })
+    .await;
+    assert_eq!(
+        a(
+            &dns,
+            "docker-rsyslog.staging.example.local.",
+            Transport::Udp
+        )
+        .await,
+        [network.gateway]
+    );
+    let mut logspout_run = units.start(&logspout, &env, |w| w);
+
+    // Names outside the zone go to the fake upstream, not to the machine's resolver.
+    assert_eq!(
+        a(&dns, "forwarded.test.", Transport::Udp).await,
+        [Ipv4Addr::new(192, 0, 2, 53)]
+    );
+    assert!(
+        upstream
+            .queries()
+            .iter()
+            .any(|(name, _, _)| name == "forwarded.test.")
+    );
+
+    // Two elasticsearch instances: the busybox test image tagged elasticsearch:1.5.2 stands in
+    // for elasticsearch, its arguments replaced by a loop that prints a line every second.
+    // Instance 2 publishes other host ports, as a second instance on one host must.
     let tagged = Command::new("docker")
         .args(["tag", harness::docker::TEST_IMAGE, "elasticsearch:1.5.2"])
         .status()
         .unwrap();
     assert!(tagged.success());
-    let es = Unit {
-        name: "elasticsearch@1.service".to_owned(),
+    let es_unit = |instance: u16| Unit {
+        name: format!("elasticsearch@{instance}.service"),
         ..Unit::read("elasticsearch@.service")
     };
-    let mut es_run = start(&es, &env, |words| {
-        let image = words
-            .iter()
-            .position(|w| w == "elasticsearch:1.5.2")
-            .unwrap();
-        let mut words = words[..=image].to_vec();
-        words.extend(["sh", "-c", "while true; do sleep 1; done"].map(str::to_owned));
-        words
+    let (es1, es2) = (es_unit(1), es_unit(2));
+    let lines = [
+        format!("elasticsearch-1 of test {pid} is up"),
+        format!("elasticsearch-2 of test {pid} is up"),
+    ];
+    let mut es1_run = units.start(&es1, &env, |words| {
+        with_command(
+            words,
+            "elasticsearch:1.5.2",
+            &talking_loop(&lines[0]).each_ref().map(String::as_str),
+        )
+    });
+    let http2 = free_tcp_port();
+    let transport2 = loop {
+        let port = free_tcp_port();
+        if port != http2 {
+            break port;
+        }
+    };
+    let mut es2_run = units.start(&es2, &env, |words| {
+        let words = words
+            .into_iter()
+            .map(|w| {
+                w.replace(
+                    &format!("{private_ip}:9200:"),
+                    &format!("{private_ip}:{http2}:"),
+                )
+                .replace(
+                    &format!("{private_ip}:9300:"),
+                    &format!("{private_ip}:{transport2}:"),
+                )
+            })
+            .collect();
+        with_command(
+            words,
+            "elasticsearch:1.5.2",
+            &talking_loop(&lines[1]).each_ref().map(String::as_str),
+        )
     });
 
-    let dns = DnsClient::new("127.0.0.1:53".parse().unwrap());
-    let targets = wait_until("skydns to answer elasticsearch@1", WAIT, || async {
-        srv_targets(&dns).await.filter(|t| !t.is_empty())
-    })
+    // DNS answers both, over UDP and TCP.
+    let target = |instance: u16, port: u16| {
+        format!("elasticsearch{instance}.elasticsearch-{port}.staging.example.local.")
+    };
+    let both_9200 = BTreeSet::from([(9200, target(1, 9200)), (http2, target(2, 9200))]);
+    let both_9300 = BTreeSet::from([(9300, target(1, 9300)), (transport2, target(2, 9300))]);
+    wait_until(
+        "skydns to answer both elasticsearch instances",
+        WAIT,
+        || async {
+            srv(&dns, NAME, Transport::Udp)
+                .await
+                .filter(|answers| *answers == both_9200)
+        },
+    )
     .await;
-    assert_eq!(
-        targets,
-        [(
-            9200,
-            "elasticsearch1.elasticsearch-9200.staging.example.local.".to_owned()
-        )]
-    );
-    let a = dns.udp(NAME, RecordType::A).await.unwrap();
-    let ips: Vec<String> = a
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(ips, [PRIVATE_IP]);
+    for transport in [Transport::Udp, Transport::Tcp] {
+        assert_eq!(
+            srv(&dns, NAME, transport).await,
+            Some(both_9200.clone()),
+            "{transport:?}"
+        );
+        assert_eq!(
+            srv(&dns, "elasticsearch-9300.staging.example.local.", transport).await,
+            Some(both_9300.clone()),
+            "{transport:?}"
+        );
+        let ips = a(&dns, NAME, transport).await;
+        assert!(
+            !ips.is_empty() && ips.iter().all(|ip| *ip == network.gateway),
+            "{ips:?}"
+        );
+        for instance in [1, 2] {
+            assert_eq!(
+                a(&dns, &target(instance, 9200), transport).await,
+                [network.gateway]
+            );
+        }
+    }
+
+    // Each instance's stdout reaches the receiver, which logspout found through skydns: an
+    // RFC 5424 message with the container's host name, its name as the tag, the line as message.
+    let host = host_name();
+    for (instance, line) in ["elasticsearch-1", "elasticsearch-2"].iter().zip(&lines) {
+        let received = wait_until(
+            &format!("{instance}'s line at the receiver"),
+            WAIT,
+            || async {
+                let logs = docker(&["logs", "docker-rsyslog"]).await;
+                logs.lines()
+                    .find(|l| l.ends_with(line.as_str()))
+                    .map(str::to_owned)
+            },
+        )
+        .await;
+        let message = SyslogMessage::parse(received.as_bytes(), Transport::Udp, Framing::Datagram);
+        assert_eq!(message.version, Some(1), "{received}");
+        assert_eq!(
+            message.hostname.as_deref(),
+            Some(host.as_str()),
+            "{received}"
+        );
+        assert_eq!(message.appname.as_deref(), Some(*instance), "{received}");
+        assert_eq!(message.msg, *line, "{received}");
+    }
 
     // logspout runs and answers its health check.
     wait_until("logspout's health check", WAIT, || async {
@@ -403,16 +788,105 @@ async fn units_start_a_working_stack_on_the_local_engine() {
     })
     .await;
 
-    // ExecStop of elasticsearch@1: its answer goes.
-    stop(&es, &env);
-    assert!(es_run.wait().unwrap().code().is_some());
+    // ExecStop of elasticsearch@1: it exits 0, its records go, DNS answers the other only.
+    stop(&es1, &env);
+    assert!(es1_run.wait().unwrap().success());
+    let only_2 = BTreeSet::from([(http2, target(2, 9200))]);
     wait_until("elasticsearch@1's answer to go", WAIT, || async {
-        srv_targets(&dns).await.filter(|t| t.is_empty())
+        srv(&dns, NAME, Transport::Udp)
+            .await
+            .filter(|answers| *answers == only_2)
     })
     .await;
+    assert_eq!(srv(&dns, NAME, Transport::Tcp).await, Some(only_2));
+    assert_eq!(
+        srv(
+            &dns,
+            "elasticsearch-9300.staging.example.local.",
+            Transport::Udp
+        )
+        .await,
+        Some(BTreeSet::from([(transport2, target(2, 9300))]))
+    );
+    let keys = records(&mut client).await;
+    assert!(
+        !keys.iter().any(|k| k.ends_with("/elasticsearch1")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().any(|k| k.ends_with("/elasticsearch2")),
+        "{keys:?}"
+    );
 
-    // ExecStop of the components: each `docker run` ends with exit status 0, no records left.
-    for (unit, child) in components.iter().zip(running.iter_mut()).rev() {
+    // Measured: a container with a published port starts → skydns's first answer naming it,
+    // over 50 starts, from `docker run -d` returning and from it being issued.
+    let service = format!("latency-{pid}");
+    let name = format!("{service}.staging.example.local.");
+    let publish = format!("{private_ip}::80");
+    let (mut from_return, mut from_issue) = (Vec::new(), Vec::new());
+    for (i, probe) in probes.iter().enumerate() {
+        let id = format!("probe{i}");
+        let named = |answers: &BTreeSet<(u16, String)>| {
+            answers.iter().any(|(_, t)| *t == format!("{id}.{name}"))
+        };
+        let issued = Instant::now();
+        docker(&[
+            "run",
+            "-d",
+            "--pull",
+            "never",
+            "--name",
+            probe,
+            "-e",
+            &format!("SERVICE_NAME={service}"),
+            "-e",
+            &format!("SERVICE_ID={id}"),
+            "-p",
+            &publish,
+            harness::docker::TEST_IMAGE,
+            "sleep",
+            "600",
+        ])
+        .await;
+        let returned = Instant::now();
+        poll_fast(&format!("an answer for {id}"), || async {
+            srv(&dns, &name, Transport::Udp)
+                .await
+                .filter(named)
+                .map(|_| ())
+        })
+        .await;
+        from_return.push(returned.elapsed());
+        from_issue.push(issued.elapsed());
+        docker(&["rm", "-f", probe]).await;
+        wait_until(&format!("{id}'s answer to go"), WAIT, || async {
+            srv(&dns, &name, Transport::Udp)
+                .await
+                .filter(|answers| !named(answers))
+        })
+        .await;
+    }
+    for (what, times) in [
+        ("`docker run -d` returned", from_return),
+        ("`docker run -d` issued", from_issue),
+    ] {
+        let count = times.len();
+        let (p50, p99) = percentiles(times);
+        println!("{what} -> DNS answer, {count} starts: p50 {p50:?}, p99 {p99:?}");
+    }
+    for image in ["registrator", "skydns", "logspout", "syslog-sink"] {
+        let image = format!("{image}:{VERSION}");
+        let size = docker(&["image", "inspect", "--format", "{{.Size}}", &image]).await;
+        println!("{image}: {} bytes", size.trim());
+    }
+
+    // ExecStop of the components (docker stop: SIGTERM): each `docker run` ends with exit status
+    // 0, and registrator's records go with it although elasticsearch@2 and the receiver still run.
+    for (unit, child) in [
+        (&logspout, &mut logspout_run),
+        (&registrator, &mut registrator_run),
+        (&skydns, &mut skydns_run),
+    ] {
         stop(unit, &env);
         let status = child.wait().unwrap();
         assert!(
@@ -422,6 +896,15 @@ async fn units_start_a_working_stack_on_the_local_engine() {
         );
     }
     assert_eq!(records(&mut client).await, Vec::<String>::new());
+    for (unit, child) in [(&es2, &mut es2_run), (&rsyslog, &mut rsyslog_run)] {
+        stop(unit, &env);
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "{}: docker run ended with {status}",
+            unit.name
+        );
+    }
     let _ = etcd.kill();
     let _ = etcd.wait();
 }
