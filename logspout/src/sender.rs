@@ -100,8 +100,8 @@ impl Sender {
                             .inc();
                     }
                     match attempt {
-                        Ok(conn) => {
-                            tracing::info!(route = %self.route_id, address = %self.address, "connected");
+                        Ok((conn, peer)) => {
+                            tracing::info!(route = %self.route_id, address = %self.address, %peer, "connected");
                             lost = false;
                             delays = self.backoff.delays();
                             connection.insert(conn)
@@ -145,7 +145,8 @@ impl Sender {
         }
     }
 
-    async fn connect(&self) -> io::Result<Connection> {
+    /// Connects to the first address the name resolves to that accepts; returns that address.
+    async fn connect(&self) -> io::Result<(Connection, SocketAddr)> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&self.address).await?.collect();
         let mut last = io::Error::new(
             io::ErrorKind::NotFound,
@@ -161,7 +162,7 @@ impl Sender {
                 Transport::Tls => self.connect_tls(addr).await,
             };
             match attempt {
-                Ok(conn) => return Ok(conn),
+                Ok(conn) => return Ok((conn, addr)),
                 Err(e) => last = e,
             }
         }
