@@ -11,6 +11,12 @@ version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Carg
 target=x86_64-unknown-linux-gnu
 out=target-static
 
+# One build at a time (tests running in parallel each ask for the images): a second caller
+# waits for the first, then finds everything up to date.
+mkdir -p "$out"
+exec 9>"$out/.build-images.lock"
+flock 9
+
 # +crt-static with an explicit --target: a static-pie binary, while build scripts and
 # proc-macros stay dynamic. Its own target dir, since the flags rebuild every dependency.
 RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
