@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 use chrono::{DateTime, Utc};
 use common::Backoff;
 use common::backoff::sleep_unless_cancelled;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -368,6 +368,7 @@ impl Pump {
             let outcome = self
                 .stream(id, stream, &cell, &mut position, &mut selection, shutdown)
                 .await;
+            selection.wake();
             self.state().positions.insert(id.to_owned(), position);
             let mut assembler = match outcome {
                 StreamEnd::Shutdown => break,
@@ -422,6 +423,7 @@ impl Pump {
                 for line in rest {
                     self.ship(&cell, line, &mut position, &mut selection);
                 }
+                selection.wake();
                 self.state().positions.insert(id.to_owned(), position);
                 tracing::info!(container = %short, "container stopped, detached");
                 break;
@@ -477,15 +479,23 @@ impl Pump {
         let mut last_stamped: [Option<(DateTime<Utc>, bytes::Bytes)>; 2] = [None, None];
         let mut published = Instant::now();
         loop {
-            let next = async {
-                match self.settings.inactivity_timeout {
-                    Some(limit) => tokio::time::timeout(limit, stream.next()).await.ok(),
-                    None => Some(stream.next().await),
+            // Lines already read are handled without waiting; only when Docker has no more at
+            // hand are the senders woken (once for the lot) and the stream awaited.
+            let item = match stream.next().now_or_never() {
+                Some(item) => Some(item),
+                None => {
+                    selection.wake();
+                    let next = async {
+                        match self.settings.inactivity_timeout {
+                            Some(limit) => tokio::time::timeout(limit, stream.next()).await.ok(),
+                            None => Some(stream.next().await),
+                        }
+                    };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+                        item = next => item,
+                    }
                 }
-            };
-            let item = tokio::select! {
-                _ = shutdown.cancelled() => return StreamEnd::Shutdown,
-                item = next => item,
             };
             let (source, frame) = match item {
                 None => {

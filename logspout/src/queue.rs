@@ -46,8 +46,17 @@ impl RouteQueue {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a message, dropping the oldest ones while over the bound.
+    /// Appends a message, dropping the oldest ones while over the bound, and wakes the sender.
     pub fn push(&self, message: Bytes) -> Pushed {
+        let pushed = self.push_quietly(message);
+        self.ready.notify_one();
+        pushed
+    }
+
+    /// [`push`](Self::push) without waking the sender: for a producer that has more messages
+    /// at hand and calls [`wake`](Self::wake) once it has none, so that the sender writes them
+    /// in one batch instead of waking for every message.
+    pub fn push_quietly(&self, message: Bytes) -> Pushed {
         let mut dropped = 0;
         {
             let mut inner = self.lock();
@@ -61,8 +70,12 @@ impl RouteQueue {
             inner.bytes += message.len();
             inner.items.push_back(message);
         }
-        self.ready.notify_one();
         Pushed { dropped }
+    }
+
+    /// Wakes the sender for what was pushed quietly.
+    pub fn wake(&self) {
+        self.ready.notify_one();
     }
 
     /// Up to `max_bytes` (at least one message) starting at sequence `from` (or the oldest
@@ -167,6 +180,26 @@ mod tests {
         // A message larger than the bound is still delivered.
         assert_eq!(q.push(Bytes::from(vec![b'x'; 50])).dropped, 5);
         assert_eq!(q.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn quiet_pushes_wait_for_the_wake() {
+        let q = std::sync::Arc::new(RouteQueue::new(100));
+        let waiter = tokio::spawn({
+            let q = q.clone();
+            async move { q.batch(0, 100).await }
+        });
+        tokio::task::yield_now().await;
+        q.push_quietly(Bytes::from("a"));
+        q.push_quietly(Bytes::from("b"));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "woken without a wake");
+        q.wake();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Some((0, vec![Bytes::from("a"), Bytes::from("b")])));
     }
 
     #[tokio::test]

@@ -66,10 +66,15 @@ struct RouteSink {
 const DROP_WARNING_INTERVAL_SECS: u64 = 10;
 
 impl RouteSink {
-    /// Renders and queues a message (never waits).
-    fn push(&self, message: &Message) {
+    /// Renders and queues a message (never waits); with `quietly`, the sender is woken later
+    /// (see [`RouteSelection::wake`]).
+    fn push(&self, message: &Message, quietly: bool) {
         let bytes = Bytes::from(self.renderer.render(message));
-        let pushed = self.queue.push(bytes);
+        let pushed = if quietly {
+            self.queue.push_quietly(bytes)
+        } else {
+            self.queue.push(bytes)
+        };
         self.queued.inc();
         if pushed.dropped > 0 {
             self.dropped.inc_by(pushed.dropped as u64);
@@ -98,14 +103,15 @@ pub struct ActiveRoute {
 }
 
 impl ActiveRoute {
-    /// Hands a message to this route (never waits).
+    /// Hands a message to this route (never waits); the sender is woken by
+    /// [`RouteSelection::wake`].
     fn offer(&self, message: &Message) {
         if !route_matches_source(&self.route, message.source) {
             return;
         }
         match &self.merger {
-            Some(merger) => merger.feed(message, |m| self.sink.push(m)),
-            None => self.sink.push(message),
+            Some(merger) => merger.feed(message, |m| self.sink.push(m, true)),
+            None => self.sink.push(message, true),
         }
     }
 }
@@ -117,7 +123,7 @@ async fn flush_idle_groups(merger: Arc<Merger>, sink: Arc<RouteSink>, cancel: Ca
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tick.tick() => merger.flush_idle(false, |m| sink.push(m)),
+            _ = tick.tick() => merger.flush_idle(false, |m| sink.push(m, false)),
         }
     }
 }
@@ -138,6 +144,17 @@ pub struct RouteTable {
 pub struct RouteSelection {
     snapshot: Option<Arc<Vec<Arc<ActiveRoute>>>>,
     matched: Vec<Arc<ActiveRoute>>,
+}
+
+impl RouteSelection {
+    /// Wakes the senders of these routes for what [`RouteTable::dispatch`] queued: a pump calls
+    /// this whenever it has no more lines at hand (and before it waits), so a sender writes a
+    /// whole read's worth of lines at once.
+    pub fn wake(&self) {
+        for route in &self.matched {
+            route.sink.queue.wake();
+        }
+    }
 }
 
 impl RouteTable {
@@ -273,7 +290,8 @@ impl RouteTable {
             .map(|r| r.route.clone())
     }
 
-    /// Hands `message` to every route of `selection` (refreshed if the routes changed).
+    /// Hands `message` to every route of `selection` (refreshed if the routes changed); the
+    /// caller wakes their senders with [`RouteSelection::wake`].
     pub fn dispatch(&self, selection: &mut RouteSelection, message: &Message) {
         let current = self.routes.load();
         let stale = selection
@@ -281,6 +299,8 @@ impl RouteTable {
             .as_ref()
             .is_none_or(|s| !Arc::ptr_eq(s, &current));
         if stale {
+            // What the routes being replaced got quietly must not wait for a wake.
+            selection.wake();
             let snapshot = arc_swap::Guard::into_inner(current);
             selection.matched = snapshot
                 .iter()
@@ -360,7 +380,7 @@ impl RouteTable {
         let routes = self.routes.load_full();
         for route in routes.iter() {
             if let Some(merger) = &route.merger {
-                merger.flush_idle(true, |m| route.sink.push(m));
+                merger.flush_idle(true, |m| route.sink.push(m, false));
             }
             route.sink.queue.close();
         }
