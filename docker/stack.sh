@@ -4,10 +4,13 @@
 #          no-op when nothing changed), start the stack, then `check`
 #   check  show what a user wants to see: the A and SRV answers for
 #          elasticsearch-9200.staging.example.local (both instances, round robin) from skydns on
-#          127.0.0.1:$STACK_DNS_PORT (default 5353), and an elasticsearch container's log line at
-#          the syslog receiver
+#          127.0.0.1:$STACK_DNS_PORT (default 5353), logspout's route (the seed's
+#          syslog://docker-rsyslog.staging.example.local:514, UDP) and the address it resolved to,
+#          and an elasticsearch container's log line as the syslog receiver (the syslog-sink
+#          image) printed it: one RFC 5424 message
 # COMPOSE_PROJECT_NAME (default seedstack), STACK_DNS_PORT and STACK_NET (the /24 prefix, default
-# 172.31.253) let a second copy run beside the first.
+# 172.31.253) give a second copy its own names, DNS port and subnet (each copy's registrator still
+# registers every container on the host, so check expects no other copy to be up).
 #   down   stop and remove the stack
 # Exits non-zero when a check does not succeed within its wait.
 set -euo pipefail
@@ -38,7 +41,16 @@ all_healthy() {
     [ "$(docker inspect -f '{{.State.Health.Status}}' "$(compose ps -q "$service")")" = healthy ] || return 1
   done
 }
-line_arrived() { compose logs --no-color docker-rsyslog | grep -q 'elasticsearch1 is alive'; }
+# What the receiver printed (its stdout: one line per message), and this stack's elasticsearch1's
+# messages in it: RFC 5424, facility user, severity info (stdout), the container's name as the
+# app name, the line as the message.
+received() { docker logs "$(compose ps -q docker-rsyslog)" 2>/dev/null; }
+es1_messages() {
+  local es1
+  es1=$(docker inspect -f '{{.Name}}' "$(compose ps -q elasticsearch1)")
+  received | grep -E "^<14>1 [^ ]+ [^ ]+ ${es1#/} [0-9]+ - - elasticsearch1 is alive\$"
+}
+line_arrived() { es1_messages >/dev/null; }
 
 check() {
   wait_for 90 two_answers
@@ -48,9 +60,22 @@ check() {
   for _ in 1 2 3 4; do dig_ +short "$name" A | paste -sd ' '; done
   echo "== dig @127.0.0.1 -p $port $name SRV"
   dig_ +noall +answer +additional "$name" SRV
-  wait_for 90 line_arrived
-  echo "== the syslog receiver (docker-rsyslog) got elasticsearch1's output through logspout"
-  compose logs --no-color docker-rsyslog | grep 'elasticsearch1 is alive' | tail -n 1
+  if ! wait_for 90 line_arrived; then
+    echo "== the receiver's last lines (of $(received | wc -l)), and logspout's last log lines" >&2
+    received | tail -n 5 >&2
+    docker logs "$(compose ps -q logspout)" 2>&1 | tail -n 20 >&2
+    return 1
+  fi
+  local logspout
+  logspout=$(compose ps -q logspout)
+  echo "== logspout's route, and where it connected (docker-rsyslog, found through skydns)"
+  docker inspect -f '{{join .Args " "}}' "$logspout"
+  docker logs "$logspout" 2>&1 | grep ' connected' | tail -n 1
+  echo "== dig @127.0.0.1 -p $port +short docker-rsyslog.staging.example.local A, then the receiver's address on the stack network"
+  dig_ +short docker-rsyslog.staging.example.local A
+  docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(compose ps -q docker-rsyslog)"
+  echo "== docker logs of the receiver (docker-rsyslog, syslog-sink): elasticsearch1's line as it arrived, RFC 5424"
+  es1_messages | tail -n 1
   wait_for 90 all_healthy
   echo "== docker-compose ps (the components' HEALTHCHECKs are their healthcheck subcommands)"
   compose ps

@@ -1,8 +1,11 @@
 //! `docker/stack.sh` and `docker/docker-compose.yml`, as a user runs them: `up` builds the images
 //! (a no-op when nothing changed), starts the seed's stack and shows both elasticsearch instances
-//! in A and SRV answers and a container's line at the syslog receiver; then one instance stops
-//! and DNS answers the other only; `down` removes everything. The stack runs under its own
-//! compose project, subnet and loopback DNS port, so it can run beside a user's copy.
+//! in A and SRV answers and a container's line at the syslog receiver (the `syslog-sink` image),
+//! shipped by logspout over the seed's route `syslog://docker-rsyslog.staging.example.local:514`
+//! (UDP, the name resolved through skydns); then one instance stops and DNS answers the other
+//! only; `down` removes everything. The stack runs under its own compose project, subnet and
+//! loopback DNS port, so nothing clashes with a user's copy; that copy must not be up, though,
+//! since each copy's registrator registers every container on the host.
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a panic is a failed assertion
 
@@ -11,14 +14,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use harness::dns::Transport;
 use harness::process::free_tcp_udp_port;
-use harness::{DnsClient, wait_until};
+use harness::syslog::Framing;
+use harness::{DnsClient, SyslogMessage, wait_until};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/stack.sh");
 const NAME: &str = "elasticsearch-9200.staging.example.local.";
 const WAIT: Duration = Duration::from_secs(90);
+/// The seed's logspout route: syslog over UDP to the receiver registered as `docker-rsyslog`.
+const ROUTE: &str = "syslog://docker-rsyslog.staging.example.local:514";
 
 /// Runs stack.sh with this test's project, without the variables `cargo test` sets (they would
 /// make build-images.sh's cargo rebuild everything instead of nothing).
@@ -41,6 +48,14 @@ fn stack(action: &str, project: &str, port: u16) -> Output {
         }
     }
     command.output().expect("run docker/stack.sh")
+}
+
+/// `docker` with these arguments; its stdout (stderr is kept apart, so `docker logs` of a
+/// container gives the container's stdout only).
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(output.status.success(), "docker {args:?}: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Takes the stack down when the test ends, whatever happened.
@@ -103,11 +118,95 @@ async fn stack_up_shows_the_seed_working_and_down_removes_it() {
             "no SRV {target:?} in:\n{stdout}"
         );
     }
+    // elasticsearch1's line as the receiver printed it: an RFC 5424 message, user.info (stdout),
+    // the container's host name and name, the line as the message.
+    let es1 = format!("{project}_elasticsearch1_1");
+    let shown = stdout
+        .lines()
+        .find(|l| l.starts_with("<14>1 ") && l.ends_with("elasticsearch1 is alive"))
+        .unwrap_or_else(|| panic!("no shipped line in:\n{stdout}"));
+    let message = SyslogMessage::parse(shown.as_bytes(), Transport::Udp, Framing::Datagram);
+    let es1_hostname = docker(&["inspect", "-f", "{{.Config.Hostname}}", &es1]);
+    assert_eq!(message.version, Some(1), "{shown}");
+    assert_eq!(message.facility.as_deref(), Some("user"), "{shown}");
+    assert_eq!(message.severity.as_deref(), Some("info"), "{shown}");
+    assert_eq!(
+        message.hostname.as_deref(),
+        Some(es1_hostname.trim()),
+        "{shown}"
+    );
+    assert_eq!(message.appname.as_deref(), Some(es1.as_str()), "{shown}");
+    assert_eq!(message.msg, "elasticsearch1 is alive", "{shown}");
+    // It is one of the lines the receiver printed, and the receiver got nothing from the stack's
+    // containers marked LOGSPOUT=ignore — its own output included, so nothing loops. (logspout
+    // ships every container on this Docker host, so other containers' lines may be there too.)
+    let sink = format!("{project}_docker-rsyslog_1");
+    let received = docker(&["logs", &sink]);
     assert!(
-        stdout
+        received.lines().any(|l| l == shown),
+        "{shown:?} not in:\n{received}"
+    );
+    let ignored = [
+        "etcd",
+        "skydns",
+        "registrator",
+        "logspout",
+        "docker-rsyslog",
+    ]
+    .map(|service| format!("{project}_{service}_1"));
+    for line in received.lines() {
+        let message = SyslogMessage::parse(line.as_bytes(), Transport::Udp, Framing::Datagram);
+        let app = message.appname.unwrap_or_default();
+        assert!(
+            !ignored.contains(&app),
+            "{line:?} from {app:?} at the receiver"
+        );
+    }
+
+    // Shipped through the seed's route, unchanged: logspout's one argument; its name resolved
+    // through skydns to the receiver, where logspout connected.
+    let logspout = format!("{project}_logspout_1");
+    let args = docker(&["inspect", "-f", "{{json .Args}}", &logspout]);
+    assert_eq!(args.trim(), format!("[\"{ROUTE}\"]"));
+    assert!(stdout.lines().any(|l| l == ROUTE), "no route in:\n{stdout}");
+    let sink_ip = docker(&[
+        "inspect",
+        "-f",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        &sink,
+    ]);
+    let connected = format!(
+        "address=docker-rsyslog.staging.example.local:514 peer={}:514",
+        sink_ip.trim()
+    );
+    let logspout_log = Command::new("docker")
+        .args(["logs", &logspout])
+        .output()
+        .unwrap();
+    let logspout_log = String::from_utf8_lossy(&logspout_log.stderr).into_owned()
+        + &String::from_utf8_lossy(&logspout_log.stdout);
+    assert!(
+        logspout_log
             .lines()
-            .any(|l| l.contains("docker-rsyslog") && l.contains("elasticsearch1 is alive")),
-        "no shipped line in:\n{stdout}"
+            .any(|l| l.contains(" connected ") && l.contains(&connected)),
+        "no {connected:?} in logspout's log:\n{logspout_log}"
+    );
+    // Over UDP: the receiver (which listens on TCP 514 too) has no TCP connection on port 514,
+    // where a syslog+tcp route would keep one open. /proc/<pid>/net/tcp is the receiver's network
+    // namespace; state 01 is ESTABLISHED, local port 514 is 0202.
+    let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &sink]);
+    let tcp = std::fs::read_to_string(format!("/proc/{}/net/tcp", pid.trim())).unwrap();
+    assert!(
+        tcp.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("00000000:0202")),
+        "the receiver does not listen on TCP 514:\n{tcp}"
+    );
+    assert!(
+        !tcp.lines().any(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            fields.len() > 3 && fields[1].ends_with(":0202") && fields[3] == "01"
+        }),
+        "a TCP connection to the receiver:\n{tcp}"
     );
     for service in ["skydns", "registrator", "logspout"] {
         assert!(
@@ -151,4 +250,17 @@ async fn stack_up_shows_the_seed_working_and_down_removes_it() {
         remaining.stdout.is_empty(),
         "containers left: {remaining:?}"
     );
+    let networks = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ]);
+    assert!(networks.is_empty(), "networks left: {networks}");
+    let network = Command::new("docker")
+        .args(["network", "inspect", &format!("{project}_stack")])
+        .output()
+        .unwrap();
+    assert!(!network.status.success(), "{project}_stack is left");
 }
