@@ -83,18 +83,42 @@ async fn serve(port: u16) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Writes one message as one line; a closed stdout is not worth dying for.
-fn print_message(message: &[u8]) {
+/// Appends one message to `out` as one line.
+fn append_message(out: &mut Vec<u8>, message: &[u8]) {
     let text = String::from_utf8_lossy(message);
     let text = text.trim_end_matches(['\r', '\n']).replace('\n', "\\n");
-    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'\n');
 }
+
+/// Writes the lines gathered in `out` in one go; a closed stdout is not worth dying for.
+fn write_out(out: &mut Vec<u8>) {
+    if !out.is_empty() {
+        let _ = std::io::stdout().lock().write_all(out);
+        out.clear();
+    }
+}
+
+/// Most bytes of lines gathered before they are written.
+const OUT_BATCH: usize = 256 * 1024;
 
 async fn serve_udp(socket: UdpSocket) {
     let mut buf = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(OUT_BATCH);
     loop {
         match socket.recv(&mut buf).await {
-            Ok(len) => print_message(&buf[..len]),
+            Ok(len) => {
+                append_message(&mut out, &buf[..len]);
+                // The datagrams that arrived meanwhile go out in the same write: one write per
+                // line could not keep up with a busy sender, and the socket would drop datagrams.
+                while out.len() < OUT_BATCH {
+                    match socket.try_recv(&mut buf) {
+                        Ok(len) => append_message(&mut out, &buf[..len]),
+                        Err(_) => break,
+                    }
+                }
+                write_out(&mut out);
+            }
             // An ICMP error reported on the socket, or the like: keep receiving.
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
@@ -120,18 +144,23 @@ async fn serve_tcp(listener: TcpListener) {
 async fn read_messages(mut stream: TcpStream) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
+    let mut out = Vec::new();
     loop {
-        while let Some((message, _, consumed)) = next_frame(&buf) {
-            print_message(message);
-            buf.drain(..consumed);
+        let mut used = 0;
+        while let Some((message, _, consumed)) = next_frame(&buf[used..]) {
+            append_message(&mut out, message);
+            used += consumed;
         }
+        buf.drain(..used);
+        write_out(&mut out);
         if buf.len() > MAX_MESSAGE {
             return;
         }
         match stream.read(&mut chunk).await {
             Ok(0) | Err(_) => {
                 if !buf.is_empty() {
-                    print_message(&buf);
+                    append_message(&mut out, &buf);
+                    write_out(&mut out);
                 }
                 return;
             }
