@@ -29,9 +29,12 @@ RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
 context=$out/images
 
 # docker build, quiet unless it fails (the legacy builder's deprecation notice is noise here).
+# Every image carries the label `$label`, so that the images a rebuild replaced (left untagged)
+# are removed at the end, and nothing else.
+label=io.registrator-skydns-logspout.built-by=build-images.sh
 build() {
   local log
-  if ! log=$(docker build --quiet "$@" 2>&1); then
+  if ! log=$(docker build --quiet --label "$label" "$@" 2>&1); then
     echo "$log" >&2
     return 1
   fi
@@ -58,3 +61,5 @@ cp /usr/bin/etcd /usr/bin/etcdctl "$context/etcd/"
 cp -L /lib/x86_64-linux-gnu/libc.so.6 /lib64/ld-linux-x86-64.so.2 "$context/etcd/lib/"
 build -t "etcd:$etcd_version" -t etcd:latest -f docker/etcd.Dockerfile "$context/etcd"
 echo "built etcd:$etcd_version ($(docker image inspect -f '{{.Size}}' "etcd:$etcd_version" | numfmt --to=iec))"
+
+docker image prune --force --filter "label=$label" >/dev/null

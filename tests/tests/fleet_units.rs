@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, GetOptions};
 use harness::dns::Transport;
+use harness::images::{build_images, docker_cli_ok as docker};
 use harness::process::{free_tcp_port, spawn_tied};
 use harness::syslog::Framing;
 use harness::{DnsClient, FakeUpstream, SyslogMessage, wait_until};
@@ -230,25 +231,6 @@ impl Drop for Units {
     }
 }
 
-fn build_images() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/build-images.sh");
-    let mut command = Command::new("bash");
-    command.arg(script);
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let set_by_cargo = (name.starts_with("CARGO") && name != "CARGO_HOME")
-            || name.starts_with("RUSTC")
-            || name.starts_with("RUSTDOC")
-            || name == "OUT_DIR"
-            || name == "LD_LIBRARY_PATH";
-        if set_by_cargo {
-            command.env_remove(&*name);
-        }
-    }
-    let output = command.output().unwrap();
-    assert!(output.status.success(), "build-images.sh: {output:?}");
-}
-
 /// A bridge network of the test's own, removed on drop. Its gateway is this host's address on it.
 struct PrivateNetwork {
     name: String,
@@ -379,16 +361,6 @@ async fn records(client: &mut Client) -> Vec<String> {
         .iter()
         .map(|kv| kv.key_str().unwrap().to_owned())
         .collect()
-}
-
-async fn docker(args: &[&str]) -> String {
-    let output = tokio::process::Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    assert!(output.status.success(), "docker {args:?}: {output:?}");
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// Like `harness::wait_until`, but polls every 5 ms: for measuring, not for waiting.

@@ -6,65 +6,15 @@
 
 #![allow(clippy::unwrap_used)] // helpers of tests: a panic is a failed assertion
 
-use std::process::Output;
-use std::sync::Once;
 use std::time::Duration;
 
+use harness::images::{build_images, docker_cli as docker, docker_cli_ok as docker_ok};
 use harness::wait_until;
-use tokio::process::Command;
 
 const WAIT: Duration = Duration::from_secs(60);
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const COMPONENTS: [&str; 3] = ["registrator", "skydns", "logspout"];
 const MAX_SIZE: u64 = 10_000_000;
-
-static BUILD: Once = Once::new();
-
-/// Runs docker/build-images.sh once per test process, without the variables `cargo test` sets
-/// for the test (they would make the script's cargo rebuild everything instead of nothing).
-fn build_images() {
-    BUILD.call_once(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/build-images.sh");
-        let mut command = std::process::Command::new("bash");
-        command.arg(script);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let set_by_cargo = (name.starts_with("CARGO") && name != "CARGO_HOME")
-                || name.starts_with("RUSTC")
-                || name.starts_with("RUSTDOC")
-                || name == "OUT_DIR"
-                || name == "LD_LIBRARY_PATH";
-            if set_by_cargo {
-                command.env_remove(&*name);
-            }
-        }
-        let output = command.output().expect("run build-images.sh");
-        assert!(
-            output.status.success(),
-            "build-images.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    });
-}
-
-async fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("run the docker CLI")
-}
-
-async fn docker_ok(args: &[&str]) -> String {
-    let output = docker(args).await;
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 /// A Docker network and the containers started on it, removed on drop.
 struct Stack {

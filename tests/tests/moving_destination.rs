@@ -11,14 +11,14 @@
 #![allow(clippy::unwrap_used)] // helpers of tests: a panic is a failed assertion
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{KeySchema, ServiceRecord};
 use harness::dns::Transport;
 use harness::docker::{HARNESS_LABEL, OWNER_LABEL};
+use harness::images::{build_images, docker_cli as docker, docker_cli_ok as docker_ok};
 use harness::syslog::Framing;
 use harness::{
     ContainerSpec, DnsClient, EtcdServer, FakeUpstream, SyslogMessage, TestDocker, wait_until,
@@ -26,7 +26,6 @@ use harness::{
 use hickory_proto::rr::{RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -40,54 +39,6 @@ const ADDR_B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const ADDR_C: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 /// How long a stopping receiver keeps reading after its FIN, waiting for the sender's.
 const DRAIN: Duration = Duration::from_secs(30);
-
-static BUILD: Once = Once::new();
-
-/// Runs docker/build-images.sh once per test process, without the variables `cargo test` sets
-/// for the test (they would make the script's cargo rebuild everything instead of nothing).
-fn build_images() {
-    BUILD.call_once(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker/build-images.sh");
-        let mut command = std::process::Command::new("bash");
-        command.arg(script);
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let set_by_cargo = (name.starts_with("CARGO") && name != "CARGO_HOME")
-                || name.starts_with("RUSTC")
-                || name.starts_with("RUSTDOC")
-                || name == "OUT_DIR"
-                || name == "LD_LIBRARY_PATH";
-            if set_by_cargo {
-                command.env_remove(&*name);
-            }
-        }
-        let output = command.output().expect("run build-images.sh");
-        assert!(
-            output.status.success(),
-            "build-images.sh failed:\n{}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    });
-}
-
-async fn docker(args: &[&str]) -> Output {
-    Command::new("docker")
-        .args(args)
-        .output()
-        .await
-        .expect("run the docker CLI")
-}
-
-async fn docker_ok(args: &[&str]) -> String {
-    let output = docker(args).await;
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 /// Containers started with the docker CLI (options `TestDocker` has no builder for: `--dns`,
 /// volumes). They carry the harness labels, so a killed test's leftovers are swept, and are

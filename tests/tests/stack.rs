@@ -36,18 +36,9 @@ fn stack(action: &str, project: &str, port: u16) -> Output {
         .env("COMPOSE_PROJECT_NAME", project)
         .env("STACK_DNS_PORT", port.to_string())
         .env("STACK_NET", "172.31.252");
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        let set_by_cargo = (name.starts_with("CARGO") && name != "CARGO_HOME")
-            || name.starts_with("RUSTC")
-            || name.starts_with("RUSTDOC")
-            || name == "OUT_DIR"
-            || name == "LD_LIBRARY_PATH";
-        if set_by_cargo {
-            command.env_remove(&*name);
-        }
-    }
-    command.output().expect("run docker/stack.sh")
+    harness::images::without_cargo_env(&mut command)
+        .output()
+        .expect("run docker/stack.sh")
 }
 
 /// `docker` with these arguments; its stdout (stderr is kept apart, so `docker logs` of a
