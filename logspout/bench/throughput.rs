@@ -141,10 +141,10 @@ async fn go(docker: &TestDocker, container: &TestContainer) {
         .unwrap();
 }
 
-/// Waits until `lines` arrived, or the timeout; over UDP (`lossy`), which may lose datagrams on
+/// Waits until `lines` arrived, or 120 s; over UDP (`lossy`), which may lose datagrams on
 /// a busy machine, also until nothing arrived for 10 s. True when every line arrived.
-async fn wait_for(counter: &Counter, lines: u64, lossy: bool, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+async fn wait_for(counter: &Counter, lines: u64, lossy: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (mut seen, mut since) = (0, Instant::now());
     loop {
         let now = counter.lines.load(Ordering::SeqCst);
@@ -225,13 +225,7 @@ async fn logspout_run(
     counter.reset();
     go(docker, &container).await;
     // UDP may lose datagrams on a busy machine: what arrived is reported.
-    wait_for(
-        &counter,
-        lines,
-        transport == "udp",
-        Duration::from_secs(120),
-    )
-    .await;
+    wait_for(&counter, lines, transport == "udp").await;
     let _ = child.kill();
     let _ = child.wait();
     (counter.rate(), counter.lines.load(Ordering::SeqCst))
@@ -296,13 +290,7 @@ async fn reference_run(
     tokio::time::sleep(Duration::from_millis(500)).await;
     counter.reset();
     go(docker, &container).await;
-    wait_for(
-        &counter,
-        lines,
-        transport == "udp",
-        Duration::from_secs(120),
-    )
-    .await;
+    wait_for(&counter, lines, transport == "udp").await;
     let _ = child.kill();
     let _ = child.wait();
     let _ = forwarder.join();

@@ -300,3 +300,15 @@ pub fn srv_ports(reply: &Message) -> std::collections::BTreeSet<u16> {
         })
         .collect()
 }
+
+/// The IPv4 addresses of the A records in a reply's answer section, in answer order.
+pub fn a_addrs(reply: &Message) -> Vec<std::net::Ipv4Addr> {
+    reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}

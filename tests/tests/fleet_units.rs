@@ -339,14 +339,7 @@ async fn a(dns: &DnsClient, name: &str, transport: Transport) -> Vec<Ipv4Addr> {
         Transport::Tcp => dns.tcp(name, RecordType::A).await,
     }
     .unwrap();
-    reply
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
+    harness::dns::a_addrs(&reply)
 }
 
 async fn records(client: &mut Client) -> Vec<String> {

@@ -23,7 +23,7 @@ use harness::syslog::Framing;
 use harness::{
     ContainerSpec, DnsClient, EtcdServer, FakeUpstream, SyslogMessage, TestDocker, wait_until,
 };
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::RecordType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -267,14 +267,7 @@ async fn answers(dns: &DnsClient) -> Vec<Ipv4Addr> {
     let Ok(reply) = dns.udp(&format!("{NAME}."), RecordType::A).await else {
         return Vec::new();
     };
-    reply
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0),
-            _ => None,
-        })
-        .collect()
+    harness::dns::a_addrs(&reply)
 }
 
 /// Points [`NAME`] at `ip` in etcd and waits until skydns answers with it alone.
