@@ -165,15 +165,19 @@ impl Pump {
             })
         });
         let mut delays = self.settings.backoff.delays();
+        // When the last event stream was lost: the next one replays the events from then on,
+        // so a container that started (and perhaps already exited) meanwhile is still read.
+        let mut lost_at: Option<i64> = None;
         while !shutdown.is_cancelled() {
             let mut listed = false;
-            match self.clone().watch(&shutdown, &mut listed).await {
+            match self.clone().watch(&shutdown, &mut listed, lost_at).await {
                 Ok(()) => break,
                 Err(e) => {
                     if listed {
                         // Docker answered this time: the next outage starts from the shortest
                         // pause again instead of where the previous one left off.
                         delays = self.settings.backoff.delays();
+                        lost_at = Some(Utc::now().timestamp());
                     }
                     let delay = delays.next().unwrap_or(self.settings.backoff.max_delay);
                     tracing::warn!(error = %e, retry_in = ?delay, "Docker event stream interrupted, reconnecting");
@@ -203,15 +207,19 @@ impl Pump {
     }
 
     /// Lists running containers and follows events until shutdown (`Ok`) or a Docker error.
-    /// `listed` is set once the listing succeeded (Docker was reachable).
+    /// `listed` is set once the listing succeeded (Docker was reachable). Events are requested
+    /// from a moment before the listing, or before `lost_at` (when the previous event stream
+    /// was lost) if that is earlier.
     async fn watch(
         self: Arc<Self>,
         shutdown: &CancellationToken,
         listed: &mut bool,
+        lost_at: Option<i64>,
     ) -> Result<(), DockerError> {
-        // Events are requested from a moment before the listing: anything started in between
-        // is replayed by Docker, and duplicates are ignored by `attach`.
-        let since = (Utc::now().timestamp() - 2).to_string();
+        // Anything started in between is replayed by Docker; containers already attached are
+        // ignored by `attach`, and one that already exited is read from its start and detached.
+        let now = Utc::now().timestamp();
+        let since = (lost_at.map_or(now, |lost| lost.min(now)) - 2).to_string();
         let options = ListContainersOptionsBuilder::new().build();
         let running = self.docker.list_containers(Some(options)).await?;
         *listed = true;

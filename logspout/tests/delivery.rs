@@ -182,15 +182,18 @@ async fn docker_daemon_restarts_lose_and_double_nothing() {
     let proxy = DockerProxy::start();
     let receiver = SyslogReceiver::start().await;
     let late_receiver = SyslogReceiver::start().await;
+    let brief_receiver = SyslogReceiver::start().await;
     let name = unique("ls-dockerd");
     let late = unique("ls-dockerd-late");
+    let brief = unique("ls-dockerd-brief");
     let route = |r: &SyslogReceiver, name: &str| {
         format!("syslog+tcp://127.0.0.1:{}?filter.name={name}", r.port())
     };
     let routes = format!(
-        "{},{}",
+        "{},{},{}",
         route(&receiver, &name),
-        route(&late_receiver, &late)
+        route(&late_receiver, &late),
+        route(&brief_receiver, &brief)
     );
     let mut logspout =
         Logspout::start(Some(&routes), &[("DOCKER_HOST", &proxy.docker_host())]).await;
@@ -228,6 +231,11 @@ async fn docker_daemon_restarts_lose_and_double_nothing() {
         .run(ContainerSpec::shell(late_script).name(&late))
         .await;
     late_container.wait_for_log("late-300\n", WAIT).await;
+    // A container that starts and exits while Docker is away: only the replayed events tell.
+    let brief_container = docker
+        .run(ContainerSpec::shell("seq 1 50 | sed 's/^/brief-/'").name(&brief))
+        .await;
+    brief_container.wait_for_log("brief-50\n", WAIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         receiver.messages().len(),
@@ -241,6 +249,12 @@ async fn docker_daemon_restarts_lose_and_double_nothing() {
     proxy.restore();
     receiver.wait_for_count(2 * BURST, WAIT).await;
     late_receiver.wait_for_count(300, WAIT).await;
+    brief_receiver.wait_for_count(50, WAIT).await;
+    assert_eq!(
+        numbered(&brief_receiver, "brief-"),
+        (1..=50).collect::<Vec<u64>>(),
+        "the container that started and exited while Docker was away"
+    );
     assert!(proxy.accepted() > before, "no reconnect through the proxy");
 
     // Docker goes away in the middle of a burst, for 3 s.
