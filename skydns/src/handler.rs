@@ -42,6 +42,30 @@ pub struct Reply {
     pub silent: bool,
 }
 
+impl Reply {
+    /// A reply with no records yet.
+    fn empty(metadata: Metadata, edns: Option<Edns>, system: &'static str) -> Self {
+        Self {
+            metadata,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            edns,
+            system,
+            silent: false,
+        }
+    }
+
+    /// Takes a server's answer as this reply, under the client's message id.
+    fn relay(&mut self, upstream: Message, id: u16) {
+        self.metadata = upstream.metadata;
+        self.metadata.id = id;
+        self.answers = upstream.answers;
+        self.authorities = upstream.authorities;
+        self.additionals = upstream.additionals;
+    }
+}
+
 /// The `RequestHandler` given to hickory's `Server`.
 #[derive(Debug, Clone)]
 pub struct DnsHandler {
@@ -68,17 +92,10 @@ impl DnsHandler {
             _ => u16::MAX,
         };
         let mut metadata = Metadata::response_from_request(request_meta);
-        let error = |mut metadata: Metadata, rcode: ResponseCode| Reply {
-            metadata: {
-                metadata.response_code = rcode;
-                metadata
-            },
-            answers: Vec::new(),
-            authorities: Vec::new(),
-            additionals: Vec::new(),
-            edns: edns.clone(),
-            system: "error",
-            silent: false,
+        let error = |metadata: Metadata, rcode: ResponseCode| {
+            let mut reply = Reply::empty(metadata, edns.clone(), "error");
+            reply.metadata.response_code = rcode;
+            reply
         };
         if request_meta.op_code != OpCode::Query {
             return error(metadata, ResponseCode::NotImp);
@@ -152,22 +169,9 @@ impl DnsHandler {
     }
 
     /// Relays a client query to the forwarders.
-    async fn forward(
-        &self,
-        request: &Request,
-        mut metadata: Metadata,
-        edns: Option<Edns>,
-    ) -> Reply {
+    async fn forward(&self, request: &Request, metadata: Metadata, edns: Option<Edns>) -> Reply {
         let shared = &self.shared;
-        let mut reply = Reply {
-            metadata,
-            answers: Vec::new(),
-            authorities: Vec::new(),
-            additionals: Vec::new(),
-            edns,
-            system: "recursive",
-            silent: false,
-        };
+        let mut reply = Reply::empty(metadata, edns, "recursive");
         if shared.zone.no_rec {
             reply.metadata.recursion_available = false;
             reply.metadata.response_code = ResponseCode::ServFail;
@@ -200,12 +204,7 @@ impl DnsHandler {
         {
             Some(upstream) => {
                 shared.metrics.forwarded.with_label_values(&["ok"]).inc();
-                metadata = upstream.metadata;
-                metadata.id = request.metadata.id;
-                reply.metadata = metadata;
-                reply.answers = upstream.answers;
-                reply.authorities = upstream.authorities;
-                reply.additionals = upstream.additionals;
+                reply.relay(upstream, request.metadata.id);
             }
             None => {
                 shared
@@ -230,15 +229,7 @@ impl DnsHandler {
         edns: Option<Edns>,
         servers: Vec<std::net::SocketAddr>,
     ) -> Reply {
-        let mut reply = Reply {
-            metadata,
-            answers: Vec::new(),
-            authorities: Vec::new(),
-            additionals: Vec::new(),
-            edns,
-            system: "stub",
-            silent: false,
-        };
+        let mut reply = Reply::empty(metadata, edns, "stub");
         let seen_before = request.edns.as_ref().is_some_and(|e| {
             e.options()
                 .get(EdnsCode::Unknown(STUB_LOOP_OPTION))
@@ -264,13 +255,7 @@ impl DnsHandler {
         let upstream = Upstream::new(servers, zone.read_timeout, true, 0, zone.upstream_ttl);
         let tcp = request.protocol() != Protocol::Udp;
         match upstream.forward(&bytes, request.metadata.id, tcp).await {
-            Some(answer) => {
-                reply.metadata = answer.metadata;
-                reply.metadata.id = request.metadata.id;
-                reply.answers = answer.answers;
-                reply.authorities = answer.authorities;
-                reply.additionals = answer.additionals;
-            }
+            Some(answer) => reply.relay(answer, request.metadata.id),
             None => reply.metadata.response_code = ResponseCode::ServFail,
         }
         reply
@@ -387,15 +372,9 @@ fn chaos(mut metadata: Metadata, query: &Query, lower: &Name) -> Reply {
     } else {
         ResponseCode::NoError
     };
-    Reply {
-        metadata,
-        answers,
-        authorities: Vec::new(),
-        additionals: Vec::new(),
-        edns: None,
-        system: "chaos",
-        silent: false,
-    }
+    let mut reply = Reply::empty(metadata, None, "chaos");
+    reply.answers = answers;
+    reply
 }
 
 /// Makes the reply fit in `limit` bytes: first without the additional section (no TC, as
