@@ -8,7 +8,8 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use futures_util::stream;
@@ -38,12 +39,14 @@ pub struct HttpState {
 /// The complete router.
 pub fn router(state: HttpState) -> Router {
     let metrics = common::http::metrics_router(state.routes.metrics().registry.clone(), "/metrics");
+    // The bearer token guards every route registered before the layer: /routes and /logs.
     Router::new()
-        .route("/health", any(health))
         .route("/routes", get(list_routes).post(create_route))
         .route("/routes/{id}", get(get_route).delete(delete_route))
         .route("/logs", get(logs_all))
         .route("/logs/{filter}", get(logs_filtered))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route("/health", any(health))
         .with_state(state)
         .merge(metrics)
         .fallback(not_found)
@@ -61,21 +64,24 @@ async fn health() -> Response {
     text(StatusCode::OK, "Healthy!\n")
 }
 
-/// `Some(response)` when the request lacks the configured bearer token.
-fn unauthorized(state: &HttpState, headers: &HeaderMap) -> Option<Response> {
-    let token = state.token.as_deref()?;
-    let given = headers
+/// Answers 401 to a request without the configured bearer token (if one is configured).
+async fn require_token(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    let Some(token) = state.token.as_deref() else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if given == Some(token) {
-        return None;
+        return next.run(request).await;
     }
     let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    Some(response)
+    response
 }
 
 fn pretty_json<T: serde::Serialize>(value: &T) -> String {
@@ -84,18 +90,12 @@ fn pretty_json<T: serde::Serialize>(value: &T) -> String {
     body
 }
 
-async fn list_routes(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
+async fn list_routes(State(state): State<HttpState>) -> Response {
     let body = pretty_json(&state.routes.list());
     (StatusCode::OK, [(header::CONTENT_TYPE, JSON)], body).into_response()
 }
 
-async fn create_route(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
+async fn create_route(State(state): State<HttpState>, body: Bytes) -> Response {
     if body.iter().all(u8::is_ascii_whitespace) {
         return text(StatusCode::BAD_REQUEST, "Bad request: EOF\n");
     }
@@ -126,28 +126,14 @@ async fn create_route(State(state): State<HttpState>, headers: HeaderMap, body: 
     }
 }
 
-async fn get_route(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
+async fn get_route(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
     match state.routes.get(&id) {
         Some(route) => text(StatusCode::OK, pretty_json(&route)),
         None => not_found().await,
     }
 }
 
-async fn delete_route(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Some(denied) = unauthorized(&state, &headers) {
-        return denied;
-    }
+async fn delete_route(State(state): State<HttpState>, Path(id): Path<String>) -> Response {
     // Removing deletes the route's file: off the async workers.
     let routes = state.routes.clone();
     let removed = tokio::task::spawn_blocking(move || routes.remove(&id)).await;
@@ -188,9 +174,6 @@ async fn stream_logs(
     request: Request,
 ) -> Response {
     let headers = request.headers();
-    if let Some(denied) = unauthorized(&state, headers) {
-        return denied;
-    }
     let mut tap = TapFilter {
         source: query.get("sources").cloned(),
         ..TapFilter::default()

@@ -142,6 +142,15 @@ async fn the_bearer_token_guards_routes_and_logs_but_not_health() {
     let logspout = Logspout::start(None, &[("LOGSPOUT_HTTP_TOKEN", "s3cret")]).await;
     assert_eq!(logspout.get("/routes").await.0, 401);
     assert_eq!(logspout.get("/logs").await.0, 401);
+    assert_eq!(logspout.get("/logs/name:x").await.0, 401);
+    assert_eq!(logspout.get("/routes/abc").await.0, 401);
+    for (method, path) in [("POST", "/routes"), ("DELETE", "/routes/abc")] {
+        let status = request(logspout.http, method, path, &[], "{}")
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(status, 401, "{method} {path}");
+    }
     assert_eq!(logspout.get("/health").await.0, 200);
     let auth = [("Authorization", "Bearer s3cret")];
     assert_eq!(
