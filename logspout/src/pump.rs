@@ -353,8 +353,7 @@ impl Pump {
         let mut delays = self.settings.backoff.delays();
         let mut first = saved.is_none();
         let mut selection = RouteSelection::default();
-        // Failures are warned about once per run of failures (while Docker is away every
-        // container fails on every retry), then logged at debug until a line is shipped again.
+        // Set by `report_failure`; cleared once a line is shipped again.
         let mut failing = false;
         loop {
             let tail = if first {
@@ -386,12 +385,7 @@ impl Pump {
                         failing = false;
                     }
                     if let Some(e) = error {
-                        if failing {
-                            tracing::debug!(container = %short, error = %e, "log stream failed again");
-                        } else {
-                            tracing::warn!(container = %short, error = %e, "log stream failed");
-                        }
-                        failing = true;
+                        report_failure(&mut failing, short, "log stream failed", &e);
                     }
                     assembler
                 }
@@ -415,12 +409,12 @@ impl Pump {
                     status_code: 404, ..
                 }) => false,
                 Err(e) => {
-                    if failing {
-                        tracing::debug!(container = %short, error = %e, "cannot inspect container, will retry");
-                    } else {
-                        tracing::warn!(container = %short, error = %e, "cannot inspect container, will retry");
-                    }
-                    failing = true;
+                    report_failure(
+                        &mut failing,
+                        short,
+                        "cannot inspect container, will retry",
+                        &e,
+                    );
                     true
                 }
             };
@@ -565,6 +559,17 @@ impl Pump {
         self.taps.offer(&message);
         position.shipped(line.source, line.time);
     }
+}
+
+/// Logs a container's Docker failure: a warning for the first of a run of failures, debug for
+/// the rest (while Docker is away every container fails on every retry).
+fn report_failure(failing: &mut bool, container: &str, what: &str, error: &DockerError) {
+    if *failing {
+        tracing::debug!(container, %error, "{what}");
+    } else {
+        tracing::warn!(container, %error, "{what}");
+    }
+    *failing = true;
 }
 
 enum StreamEnd {

@@ -40,6 +40,11 @@ pub enum RunError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// The first 12 characters of a container ID, as Docker prints it (the whole text if shorter).
+pub(crate) fn short(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
 /// This host's name, as the original's `os.Hostname()`: the first part of default service IDs.
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -22,6 +22,7 @@ use crate::derive::{DeriveOptions, derive_services, network_container_id};
 use crate::metrics::Metrics;
 use crate::options::DeregisterPolicy;
 use crate::registry_uri::Backend;
+use crate::short;
 use crate::writer::{Command, Entry};
 
 /// What the watcher needs besides the Docker connection.
@@ -45,10 +46,6 @@ pub struct ContainerWatcher {
     metrics: Metrics,
     /// Containers whose services were handed to the writer.
     known: HashMap<String, Vec<Service>>,
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
 }
 
 fn is_not_found(err: &DockerError) -> bool {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::options::Ttl;
+use crate::short;
 
 /// Bound on removing this instance's records at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,10 +101,6 @@ impl std::fmt::Debug for RegistryWriter {
             .field("records", &self.written.len())
             .finish_non_exhaustive()
     }
-}
-
-fn short(id: &str) -> String {
-    id.chars().take(12).collect()
 }
 
 fn lease_not_found(err: &etcd_client::Error) -> bool {
@@ -203,7 +200,7 @@ impl RegistryWriter {
         match command {
             Command::Set { container, entries } => {
                 self.seq += 1;
-                let short_id = short(&container);
+                let short_id = short(&container).to_owned();
                 self.containers.insert(
                     container,
                     Owned {

@@ -385,10 +385,7 @@ impl Resolver<'_> {
                 .map_or(100.0, |(_, t)| *t);
             let weight = srv_weight(weight_of(leaf), total);
             let ttl = self.ttl(leaf);
-            let target = match &leaf.host {
-                Host::Name(host) => strip(host, leaf.record.targetstrip),
-                _ => strip(&leaf.name, leaf.record.targetstrip),
-            };
+            let target = target_of(leaf);
             answers.push(Record::from_rdata(
                 owner.clone(),
                 ttl,
@@ -438,10 +435,7 @@ impl Resolver<'_> {
             .take(self.max_answers)
         {
             let ttl = self.ttl(leaf);
-            let target = match &leaf.host {
-                Host::Name(host) => strip(host, leaf.record.targetstrip),
-                _ => strip(&leaf.name, leaf.record.targetstrip),
-            };
+            let target = target_of(leaf);
             answers.push(Record::from_rdata(
                 owner.clone(),
                 ttl,
@@ -511,6 +505,15 @@ impl Resolver<'_> {
             additionals.push(Record::from_rdata(leaf.name.clone(), ttl, glue));
         }
         (answers, additionals)
+    }
+}
+
+/// The SRV/MX target of a leaf: its host name, or for an address its own name, less
+/// `targetstrip` labels.
+fn target_of(leaf: &Leaf) -> Name {
+    match &leaf.host {
+        Host::Name(host) => strip(host, leaf.record.targetstrip),
+        _ => strip(&leaf.name, leaf.record.targetstrip),
     }
 }
 
