@@ -332,9 +332,16 @@ fn from_answer(
     }
 }
 
+/// Whether the name is inside `in-addr.arpa.` or `ip6.arpa.` (compared label by label, so
+/// no name is built per query).
 fn is_reverse(lower: &Name) -> bool {
-    let ends_with = |zone: &str| Name::from_ascii(zone).is_ok_and(|z| z.zone_of(lower));
-    ends_with("in-addr.arpa.") || ends_with("ip6.arpa.")
+    let mut labels = lower.iter().rev();
+    labels
+        .next()
+        .is_some_and(|l| l.eq_ignore_ascii_case(b"arpa"))
+        && labels
+            .next()
+            .is_some_and(|l| l.eq_ignore_ascii_case(b"in-addr") || l.eq_ignore_ascii_case(b"ip6"))
 }
 
 /// CHAOS-class TXT answers about the server, as the original gives them.
@@ -462,6 +469,18 @@ mod tests {
     use common::KeySchema;
     use hickory_proto::serialize::binary::BinEncoder;
     use proptest::prelude::*;
+
+    #[test]
+    fn reverse_names_are_those_under_in_addr_arpa_and_ip6_arpa() {
+        let reverse = |name: &str| is_reverse(&Name::from_ascii(name).unwrap());
+        assert!(reverse("4.3.2.10.in-addr.arpa."));
+        assert!(reverse("IN-ADDR.ARPA."));
+        assert!(reverse("1.0.ip6.arpa."));
+        assert!(!reverse("arpa."));
+        assert!(!reverse("xin-addr.arpa."));
+        assert!(!reverse("in-addr.arpa.example."));
+        assert!(!reverse("."));
+    }
 
     fn handler() -> DnsHandler {
         let flags = Flags::try_parse_from(["skydns", "--domain", "skydns.test."]).unwrap();
