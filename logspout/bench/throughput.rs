@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bollard::exec::StartExecOptions;
-use bollard::models::ExecConfig;
 use harness::process::{free_tcp_port, spawn_tied};
 use harness::{ContainerSpec, TestContainer, TestDocker};
 use tokio::io::AsyncReadExt;
@@ -118,29 +116,6 @@ async fn writer(docker: &TestDocker, name: &str, lines: u64) -> TestContainer {
     docker.run(ContainerSpec::shell(&script).name(name)).await
 }
 
-async fn go(docker: &TestDocker, container: &TestContainer) {
-    let exec = docker
-        .docker()
-        .create_exec(
-            container.id(),
-            ExecConfig {
-                cmd: Some(vec!["touch".into(), "/tmp/go".into()]),
-                ..ExecConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-    let options = StartExecOptions {
-        detach: true,
-        ..StartExecOptions::default()
-    };
-    docker
-        .docker()
-        .start_exec(&exec.id, Some(options))
-        .await
-        .unwrap();
-}
-
 /// Waits until `lines` arrived, or 120 s; over UDP (`lossy`), which may lose datagrams on
 /// a busy machine, also until nothing arrived for 10 s. True when every line arrived.
 async fn wait_for(counter: &Counter, lines: u64, lossy: bool) -> bool {
@@ -223,7 +198,7 @@ async fn logspout_run(
     let container = writer(docker, &name, lines).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     counter.reset();
-    go(docker, &container).await;
+    container.touch("/tmp/go").await;
     // UDP may lose datagrams on a busy machine: what arrived is reported.
     wait_for(&counter, lines, transport == "udp").await;
     let _ = child.kill();
@@ -289,7 +264,7 @@ async fn reference_run(
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     counter.reset();
-    go(docker, &container).await;
+    container.touch("/tmp/go").await;
     wait_for(&counter, lines, transport == "udp").await;
     let _ = child.kill();
     let _ = child.wait();

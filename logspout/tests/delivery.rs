@@ -8,34 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use bollard::exec::StartExecOptions;
-use bollard::models::ExecConfig;
-use harness::{ContainerSpec, DockerProxy, SyslogReceiver, TestContainer, TestDocker, wait_until};
+use harness::{ContainerSpec, DockerProxy, SyslogReceiver, TestDocker, wait_until};
 use support::{Logspout, WAIT, unique};
-
-/// Runs `touch <file>` inside the container (the container's scripts wait for such files).
-async fn touch(docker: &TestDocker, container: &TestContainer, file: &str) {
-    let exec = docker
-        .docker()
-        .create_exec(
-            container.id(),
-            ExecConfig {
-                cmd: Some(vec!["touch".into(), file.into()]),
-                ..ExecConfig::default()
-            },
-        )
-        .await
-        .unwrap();
-    let options = StartExecOptions {
-        detach: true,
-        ..StartExecOptions::default()
-    };
-    docker
-        .docker()
-        .start_exec(&exec.id, Some(options))
-        .await
-        .unwrap();
-}
 
 /// The numbered lines received, in arrival order.
 fn numbers(receiver: &SyslogReceiver) -> Vec<u64> {
@@ -92,7 +66,7 @@ async fn tcp_receiver_outages_lose_and_double_nothing() {
         }
         // The destination goes away between bursts; the next burst is written meanwhile.
         receiver.stop().await;
-        touch(&docker, &container, &format!("/tmp/go{burst}")).await;
+        container.touch(&format!("/tmp/go{burst}")).await;
         let queued = (burst + 1) * BURST;
         wait_until(
             "the next burst read while the destination is down",
@@ -214,14 +188,14 @@ async fn docker_daemon_restarts_lose_and_double_nothing() {
     );
     let container = docker.run(ContainerSpec::shell(&script).name(&name)).await;
     logspout.wait_attached(&name).await;
-    touch(&docker, &container, "/tmp/go1").await;
+    container.touch("/tmp/go1").await;
     receiver.wait_for_count(BURST, WAIT).await;
 
     // Docker goes away between bursts. While it is away the next burst is written and another
     // container starts; logspout can see neither.
     let before = proxy.accepted();
     proxy.cut();
-    touch(&docker, &container, "/tmp/go2").await;
+    container.touch("/tmp/go2").await;
     container
         .wait_for_log(&format!("line-{}\n", 2 * BURST), WAIT)
         .await;
@@ -258,7 +232,7 @@ async fn docker_daemon_restarts_lose_and_double_nothing() {
     assert!(proxy.accepted() > before, "no reconnect through the proxy");
 
     // Docker goes away in the middle of a burst, for 3 s.
-    touch(&docker, &container, "/tmp/go3").await;
+    container.touch("/tmp/go3").await;
     receiver.wait_for_count(2 * BURST + 100, WAIT).await;
     let before = proxy.accepted();
     proxy.outage(Duration::from_secs(3)).await;
@@ -266,7 +240,7 @@ async fn docker_daemon_restarts_lose_and_double_nothing() {
     assert!(proxy.accepted() > before, "no reconnect through the proxy");
 
     // And everything works as before once it is back.
-    touch(&docker, &container, "/tmp/go4").await;
+    container.touch("/tmp/go4").await;
     receiver.wait_for_count(4 * BURST, WAIT).await;
 
     let got = numbers(&receiver);
@@ -421,7 +395,7 @@ async fn backlog_decides_whether_lines_from_before_the_start_are_shipped() {
     backlog.wait_for_msg("old", WAIT).await;
     plain.wait_attached(&name).await;
     replay.wait_attached(&name).await;
-    touch(&docker, &container, "/tmp/go0").await;
+    container.touch("/tmp/go0").await;
     default.wait_for_msg("new", WAIT).await;
     backlog.wait_for_msg("new", WAIT).await;
     let msgs = |r: &SyslogReceiver| {
@@ -452,12 +426,12 @@ async fn a_restarted_logspout_resumes_where_it_stopped() {
     let container = docker.run(ContainerSpec::shell(script).name(&name)).await;
     let mut first = Logspout::start(Some(&route), &env).await;
     first.wait_attached(&name).await;
-    touch(&docker, &container, "/tmp/go1").await;
+    container.touch("/tmp/go1").await;
     receiver.wait_for_count(100, WAIT).await;
     first.terminate();
     assert_eq!(first.wait_exit(WAIT).await.code(), Some(0));
     // Written while logspout is down, in an earlier second than its next start.
-    touch(&docker, &container, "/tmp/go2").await;
+    container.touch("/tmp/go2").await;
     container.wait_for_log("line-200", WAIT).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let _second = Logspout::start(Some(&route), &env).await;

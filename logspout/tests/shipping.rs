@@ -303,26 +303,7 @@ async fn a_renamed_container_is_tagged_with_its_new_name() {
         logspout.log().contains("container renamed").then_some(())
     })
     .await;
-    let exec = docker
-        .docker()
-        .create_exec(
-            container.id(),
-            bollard::models::ExecConfig {
-                cmd: Some(vec!["touch".into(), "/tmp/go".into()]),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let detached = bollard::exec::StartExecOptions {
-        detach: true,
-        ..Default::default()
-    };
-    docker
-        .docker()
-        .start_exec(&exec.id, Some(detached))
-        .await
-        .unwrap();
+    container.touch("/tmp/go").await;
     let after = receiver.wait_for_msg("after", WAIT).await;
     assert_eq!(after.appname.as_deref(), Some(renamed.as_str()));
 }

@@ -427,6 +427,27 @@ impl TestContainer {
             .unwrap_or_else(|e| panic!("kill container {}: {e}", self.name));
     }
 
+    /// `docker exec -d <container> touch <file>`: the containers' scripts wait for such files.
+    pub async fn touch(&self, file: &str) {
+        let config = bollard::models::ExecConfig {
+            cmd: Some(vec!["touch".into(), file.into()]),
+            ..Default::default()
+        };
+        let exec = self
+            .docker
+            .create_exec(&self.id, config)
+            .await
+            .unwrap_or_else(|e| panic!("exec in container {}: {e}", self.name));
+        let detached = bollard::exec::StartExecOptions {
+            detach: true,
+            ..Default::default()
+        };
+        self.docker
+            .start_exec(&exec.id, Some(detached))
+            .await
+            .unwrap_or_else(|e| panic!("exec in container {}: {e}", self.name));
+    }
+
     /// `docker start` after a stop.
     pub async fn start(&self) {
         self.docker
