@@ -64,7 +64,6 @@ enum WriteError {
 struct Owned {
     /// Order of the last `Set`: when two containers claim one key, the latest wins.
     seq: u64,
-    short_id: String,
     entries: Vec<Entry>,
 }
 
@@ -200,12 +199,10 @@ impl RegistryWriter {
         match command {
             Command::Set { container, entries } => {
                 self.seq += 1;
-                let short_id = short(&container).to_owned();
                 self.containers.insert(
                     container,
                     Owned {
                         seq: self.seq,
-                        short_id,
                         entries,
                     },
                 );
@@ -224,7 +221,7 @@ impl RegistryWriter {
                     }
                     if let Some(written) = self.written.remove(&entry.key) {
                         tracing::info!(
-                            container = %owned.short_id, service = %written.service_id,
+                            container = %short(&container), service = %written.service_id,
                             "no longer renewed (failed container, -deregister on-success)"
                         );
                         if self.ttl.is_some() {
@@ -242,7 +239,7 @@ impl RegistryWriter {
     }
 
     /// Every key some container wants, with the value of the latest claim.
-    fn wanted(&self) -> BTreeMap<String, (Written, String)> {
+    fn wanted(&self) -> BTreeMap<String, Written> {
         let mut owners: Vec<(&String, &Owned)> = self.containers.iter().collect();
         owners.sort_by_key(|(_, owned)| owned.seq);
         let mut wanted = BTreeMap::new();
@@ -250,14 +247,11 @@ impl RegistryWriter {
             for entry in &owned.entries {
                 wanted.insert(
                     entry.key.clone(),
-                    (
-                        Written {
-                            value: entry.value.clone(),
-                            container: container.clone(),
-                            service_id: entry.service_id.clone(),
-                        },
-                        owned.short_id.clone(),
-                    ),
+                    Written {
+                        value: entry.value.clone(),
+                        container: container.clone(),
+                        service_id: entry.service_id.clone(),
+                    },
                 );
             }
         }
@@ -325,7 +319,7 @@ impl RegistryWriter {
             }
         }
         let options = self.lease.map(|id| PutOptions::new().with_lease(id));
-        for (key, (record, short_id)) in wanted {
+        for (key, record) in wanted {
             let previous = self.written.get(&key);
             if !self.rewrite_all && previous == Some(&record) {
                 continue;
@@ -350,9 +344,9 @@ impl RegistryWriter {
                 }
             }
             if added {
-                tracing::info!(container = %short_id, service = %record.service_id, %key, "added");
+                tracing::info!(container = %short(&record.container), service = %record.service_id, %key, "added");
             } else {
-                tracing::debug!(container = %short_id, service = %record.service_id, %key, "rewritten");
+                tracing::debug!(container = %short(&record.container), service = %record.service_id, %key, "rewritten");
             }
             self.written.insert(key, record);
             self.metrics.services.set(self.written.len() as i64);
@@ -446,11 +440,7 @@ impl RegistryWriter {
     /// Removes every record this instance wrote and revokes its lease. Wanted records are
     /// included: a put cut short by the shutdown may have landed without being noted.
     async fn remove_all(&mut self) {
-        let mut keys: BTreeMap<String, Written> = self
-            .wanted()
-            .into_iter()
-            .map(|(key, (written, _))| (key, written))
-            .collect();
+        let mut keys = self.wanted();
         keys.append(&mut self.written);
         for (key, written) in keys {
             match self.client.delete(key.as_str(), None).await {
