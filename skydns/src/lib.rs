@@ -16,7 +16,6 @@ pub mod watcher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Backoff;
 use etcd_client::Client;
 use hickory_server::Server;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -69,10 +68,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let shared = Arc::new(shared);
 
     let mut watcher = Watcher::new(client, config.schema.clone(), shared.clone());
-    let retry = Backoff {
-        max_delay: Duration::from_secs(10),
-        ..Backoff::default()
-    };
+    let retry = watcher::etcd_backoff();
     let mut delays = retry.delays();
     let revision = loop {
         match watcher.load().await {
@@ -135,10 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
 
 /// Connects to etcd, retrying until it answers; `None` if shut down first.
 async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Client> {
-    let retry = Backoff {
-        max_delay: Duration::from_secs(10),
-        ..Backoff::default()
-    };
+    let retry = watcher::etcd_backoff();
     retry
         .retry("connect to etcd", shutdown, || config.etcd.connect())
         .await
@@ -153,10 +146,7 @@ async fn read_settings(
     shutdown: &CancellationToken,
 ) -> Result<Option<Settings>, ConfigError> {
     let key = config.schema.config_key();
-    let retry = Backoff {
-        max_delay: Duration::from_secs(10),
-        ..Backoff::default()
-    };
+    let retry = watcher::etcd_backoff();
     let response = retry
         .retry("read the configuration from etcd", shutdown, || {
             let mut client = client.clone();

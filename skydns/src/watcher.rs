@@ -20,6 +20,14 @@ const TICK: Duration = Duration::from_secs(1);
 /// Keys per page when reading the whole prefix.
 const LIST_PAGE: i64 = 5000;
 
+/// How etcd is retried when it cannot be reached or read: exponential, at most 10 s apart.
+pub(crate) fn etcd_backoff() -> Backoff {
+    Backoff {
+        max_delay: Duration::from_secs(10),
+        ..Backoff::default()
+    }
+}
+
 /// The smallest key greater than every key starting with `prefix` (etcd's range end).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -123,10 +131,7 @@ impl Watcher {
     /// Follows etcd until shutdown: watch from `revision + 1`, and after any failure re-read
     /// everything (with backoff) and watch again.
     pub async fn run(mut self, mut revision: i64, shutdown: CancellationToken) {
-        let backoff = Backoff {
-            max_delay: Duration::from_secs(10),
-            ..Backoff::default()
-        };
+        let backoff = etcd_backoff();
         loop {
             match self.watch(revision + 1, &shutdown).await {
                 Ok(()) => return,
@@ -139,9 +144,8 @@ impl Watcher {
             let mut delays = backoff.delays();
             loop {
                 let delay = delays.next().unwrap_or(backoff.max_delay);
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(delay) => {}
+                if !common::backoff::sleep_unless_cancelled(delay, &shutdown).await {
+                    return;
                 }
                 self.report_age(Some(unsynced_since));
                 match self.load().await {
