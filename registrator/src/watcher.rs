@@ -12,8 +12,8 @@ use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
 use bollard::query_parameters::{
     EventsOptions, InspectContainerOptions, ListContainersOptionsBuilder,
 };
+use common::DockerSettings;
 use common::backoff::{Backoff, sleep_unless_cancelled};
-use common::{DockerSettings, Service};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ pub struct ContainerWatcher {
     commands: mpsc::Sender<Command>,
     metrics: Metrics,
     /// Containers whose services were handed to the writer.
-    known: HashMap<String, Vec<Service>>,
+    known: HashSet<String>,
 }
 
 fn is_not_found(err: &DockerError) -> bool {
@@ -68,7 +68,7 @@ impl ContainerWatcher {
             settings,
             commands,
             metrics,
-            known: HashMap::new(),
+            known: HashSet::new(),
         }
     }
 
@@ -169,7 +169,7 @@ impl ContainerWatcher {
         }
         let gone: Vec<String> = self
             .known
-            .keys()
+            .iter()
             .filter(|id| !running.contains(*id))
             .cloned()
             .collect();
@@ -206,7 +206,7 @@ impl ContainerWatcher {
         let own_prefix = format!("{}:", self.settings.derive.hostname);
         let mut entries = Vec::new();
         for id in all.into_iter().filter_map(|c| c.id) {
-            if running.contains(&id) || self.known.contains_key(&id) {
+            if running.contains(&id) || self.known.contains(&id) {
                 continue;
             }
             let Ok(container) = docker
@@ -237,7 +237,7 @@ impl ContainerWatcher {
 
     /// Registers a container. A known one is left alone unless `refresh` is set.
     async fn add(&mut self, docker: &Docker, id: &str, refresh: bool) {
-        if self.known.contains_key(id) && !refresh {
+        if self.known.contains(id) && !refresh {
             tracing::debug!(container = short(id), "already registered, ignoring");
             return;
         }
@@ -261,7 +261,7 @@ impl ContainerWatcher {
             return;
         }
         if self.settings.require_healthy && !is_healthy(&container) {
-            if self.known.contains_key(id) {
+            if self.known.contains(id) {
                 tracing::info!(container = short(id), "not healthy, deregistering");
                 self.remove(id).await;
             } else {
@@ -291,23 +291,19 @@ impl ContainerWatcher {
             tracing::info!(container = short(id), "ignored: {reason}");
         }
         let mut entries = Vec::with_capacity(derivation.services.len());
-        let mut services = Vec::with_capacity(derivation.services.len());
         for service in derivation.services {
             match self.settings.backend.entry(&service) {
-                Ok((key, value)) => {
-                    entries.push(Entry {
-                        key,
-                        value,
-                        service_id: service.id.clone(),
-                    });
-                    services.push(service);
-                }
+                Ok((key, value)) => entries.push(Entry {
+                    key,
+                    value,
+                    service_id: service.id,
+                }),
                 Err(err) => {
                     tracing::warn!(container = short(id), service = %service.id, name = %service.name, error = %err, "skipped")
                 }
             }
         }
-        self.known.insert(id.to_owned(), services);
+        self.known.insert(id.to_owned());
         self.send(Command::Set {
             container: id.to_owned(),
             entries,
@@ -317,7 +313,7 @@ impl ContainerWatcher {
 
     /// A container died: deregister per `-deregister`.
     async fn die(&mut self, docker: &Docker, id: &str) {
-        if !self.known.contains_key(id) {
+        if !self.known.contains(id) {
             return;
         }
         match self.settings.deregister {
