@@ -359,6 +359,11 @@ impl Settings {
         for (key, value) in map {
             let field = key.to_ascii_lowercase();
             let wrong = |want: &str| ConfigError::Json(format!("{key}: expected {want}"));
+            let ttl = |value: &Value| {
+                unsigned(value)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .ok_or_else(|| wrong("a 32-bit unsigned number"))
+            };
             match field.as_str() {
                 "dns_addr" => self.dns_addr = string(&value).ok_or_else(|| wrong("a string"))?,
                 "domain" => self.domain = string(&value).ok_or_else(|| wrong("a string"))?,
@@ -390,16 +395,8 @@ impl Settings {
                         .and_then(|v| u16::try_from(v).ok())
                         .ok_or_else(|| wrong("a number from 0 to 65535"))?;
                 }
-                "ttl" => {
-                    self.ttl = unsigned(&value)
-                        .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| wrong("a 32-bit unsigned number"))?;
-                }
-                "min_ttl" => {
-                    self.min_ttl = unsigned(&value)
-                        .and_then(|v| u32::try_from(v).ok())
-                        .ok_or_else(|| wrong("a 32-bit unsigned number"))?;
-                }
+                "ttl" => self.ttl = ttl(&value)?,
+                "min_ttl" => self.min_ttl = ttl(&value)?,
                 "rcache_ttl" => {
                     let ttl = value.as_i64().ok_or_else(|| wrong("a number"))?;
                     self.rcache_ttl = u32::try_from(ttl).unwrap_or(0);
@@ -462,21 +459,17 @@ impl Settings {
                 nameservers = read_resolv_conf(path);
             }
         }
-        let ns_name = Name::from_ascii("ns.dns")
-            .and_then(|n| n.append_domain(&domain))
-            .map_err(|_| ConfigError::Domain {
-                value: self.domain.clone(),
-            })?;
-        let stub_name = Name::from_ascii("stub.dns")
-            .and_then(|n| n.append_domain(&domain))
-            .map_err(|_| ConfigError::Domain {
-                value: self.domain.clone(),
-            })?;
-        let local_name = Name::from_ascii("local.dns")
-            .and_then(|n| n.append_domain(&domain))
-            .map_err(|_| ConfigError::Domain {
-                value: self.domain.clone(),
-            })?;
+        // `ns.dns`, `stub.dns`, `local.dns` under the domain.
+        let under_dns = |label: &str| {
+            Name::from_ascii(label)
+                .and_then(|n| n.append_domain(&domain))
+                .map_err(|_| ConfigError::Domain {
+                    value: self.domain.clone(),
+                })
+        };
+        let ns_name = under_dns("ns.dns")?;
+        let stub_name = under_dns("stub.dns")?;
+        let local_name = under_dns("local.dns")?;
         Ok(Zone {
             domain,
             ns_name,
