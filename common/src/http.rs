@@ -1,12 +1,13 @@
 //! The small HTTP side of every component: Prometheus metrics in the text format and a
-//! `/health` route, served with axum until shutdown.
+//! `/health` route, served with axum until shutdown; and a plain `GET` for health checks and
+//! tests.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,13 +27,48 @@ pub enum HttpError {
         #[source]
         source: std::io::Error,
     },
+    #[error("GET {url} failed: {reason}")]
+    Get { url: String, reason: String },
+}
+
+/// `GET http://<addr><path>` with a bound on the whole exchange, body read in full.
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> Result<axum::http::Response<bytes::Bytes>, HttpError> {
+    use http_body_util::BodyExt;
+    let url = format!("http://{addr}{path}");
+    let error = |reason: String| HttpError::Get {
+        url: url.clone(),
+        reason,
+    };
+    let uri: axum::http::Uri = url.parse().map_err(|e| error(format!("{e}")))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let exchange = async {
+        let (head, body) = client
+            .get(uri)
+            .await
+            .map_err(|e| error(format!("{e}")))?
+            .into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| error(format!("{e}")))?
+            .to_bytes();
+        Ok(axum::http::Response::from_parts(head, body))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| error(format!("no answer within {timeout:?}")))?
 }
 
 /// A router answering `GET <path>` with every metric of `registry` in the Prometheus text format.
 pub fn metrics_router(registry: Registry, path: &str) -> Router {
     Router::new().route(
         path,
-        get(move || {
+        routing::get(move || {
             let registry = registry.clone();
             async move { render(&registry) }
         }),
@@ -82,7 +118,6 @@ pub async fn serve(
 mod tests {
     use super::*;
     use prometheus::IntCounter;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn metrics_are_served_in_the_text_format_until_shutdown() {
@@ -98,16 +133,27 @@ mod tests {
             shutdown.clone(),
         ));
 
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let response = get(addr, "/metrics", std::time::Duration::from_secs(10))
             .await
             .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        assert!(response.contains("text/plain; version=0.0.4"), "{response}");
-        assert!(response.contains("\ndemo_events_total 3\n"), "{response}");
+        assert_eq!(response.status(), StatusCode::OK);
+        let content_type = response.headers().get(header::CONTENT_TYPE).unwrap();
+        assert!(
+            content_type
+                .to_str()
+                .unwrap()
+                .contains("text/plain; version=0.0.4"),
+            "{content_type:?}"
+        );
+        let body = String::from_utf8_lossy(response.body());
+        assert!(body.contains("demo_events_total 3\n"), "{body}");
+        assert!(
+            get(addr, "/nowhere", std::time::Duration::from_secs(10))
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::NOT_FOUND
+        );
 
         shutdown.cancel();
         server.await.unwrap().unwrap();

@@ -1,48 +1,22 @@
 //! `logspout healthcheck`: `GET /health` on the running server's HTTP port, for Docker's
-//! `HEALTHCHECK`. Healthy means the status line says 200.
+//! `HEALTHCHECK`. Healthy means status 200.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use anyhow::bail;
 
 /// How long the whole exchange may take.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The longest reply read: the status line is all the check looks at.
-const MAX_REPLY: u64 = 4096;
-
-/// Sends `GET /health` (HTTP/1.0, the connection closes after the reply) and checks the status.
+/// Requests `GET /health` and checks that the status is 200.
 pub(crate) async fn check(server: SocketAddr) -> anyhow::Result<String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(server)
-            .await
-            .with_context(|| format!("cannot connect to {server}"))?;
-        let request = format!("GET /health HTTP/1.0\r\nHost: {server}\r\n\r\n");
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .with_context(|| format!("cannot send to {server}"))?;
-        let mut reply = Vec::new();
-        stream
-            .take(MAX_REPLY)
-            .read_to_end(&mut reply)
-            .await
-            .with_context(|| format!("cannot read the reply of {server}"))?;
-        Ok::<_, anyhow::Error>(reply)
-    };
-    let reply = tokio::time::timeout(TIMEOUT, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("no reply from {server} within {TIMEOUT:?}"))??;
-    let text = String::from_utf8_lossy(&reply);
-    let status_line = text.lines().next().unwrap_or_default().to_owned();
-    let status = status_line.split_whitespace().nth(1);
-    if !status_line.starts_with("HTTP/1.") || status != Some("200") {
-        bail!("http://{server}/health answers {status_line:?}");
+    let response = common::http::get(server, "/health", TIMEOUT).await?;
+    let status = response.status();
+    if status != axum::http::StatusCode::OK {
+        bail!("http://{server}/health answers {status}");
     }
-    Ok(status_line)
+    Ok(format!("http://{server}/health answers {status}"))
 }
 
 #[cfg(test)]
@@ -50,6 +24,7 @@ mod tests {
     use super::*;
 
     use harness::wait_until;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn healthy_while_the_server_runs_unhealthy_without_it() {

@@ -479,8 +479,10 @@ async fn require_healthy_follows_health_status_and_metrics_are_served() {
     wait_key(&mut client, key, Some(&value)).await;
     wait_key(&mut client, key, None).await;
 
-    let response = support::http_get(&metrics, "/metrics").await;
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (status, response) = harness::http::http_get(metrics.parse().unwrap(), "/metrics")
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{response}");
     assert!(response.contains("registrator_services "), "{response}");
     let health_events = response
         .lines()

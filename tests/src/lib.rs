@@ -9,6 +9,7 @@ pub mod dns;
 pub mod docker;
 pub mod docker_proxy;
 pub mod etcd;
+pub mod http;
 pub mod images;
 pub mod process;
 pub mod syslog;

@@ -285,18 +285,9 @@ async fn move_record(etcd: &mut etcd_client::Client, dns: &DnsClient, ip: Ipv4Ad
 
 /// `GET <path>` on 127.0.0.1:`port`: (status, body); `None` if nothing answers.
 async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+    harness::http::http_get(SocketAddr::from(([127, 0, 0, 1], port)), path)
         .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
+        .ok()
 }
 
 /// `logspout_route_reconnects_total`, summed over the routes (there is one); 0 before any.
@@ -308,10 +299,7 @@ async fn reconnects(port: u16) -> u64 {
         "not logspout's metrics:\n{body}"
     );
     // A route's series appears with its first reconnect.
-    body.lines()
-        .filter(|l| l.starts_with("logspout_route_reconnects_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    harness::http::metric_sum(&body, "logspout_route_reconnects_total{") as u64
 }
 
 /// `numbers` are `first, first + 1, …` (each line once, none missing, in order).

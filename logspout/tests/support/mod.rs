@@ -96,10 +96,7 @@ impl Logspout {
     /// The value of a metric line starting with `prefix` (summed over matching series).
     pub async fn metric(&self, prefix: &str) -> f64 {
         let (_, _, body) = self.get("/metrics").await;
-        body.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        harness::http::metric_sum(&body, prefix)
     }
 
     /// Waits until logspout logged that it attached the container named `name`.

@@ -236,23 +236,11 @@ pub fn hostname() -> String {
     registrator::hostname()
 }
 
-/// A plain HTTP/1.1 GET; the whole response (status line, headers, body).
-pub async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
-
-/// The value of the metric line starting with `prefix` at `addr` (0 when absent).
+/// The value of the metric lines starting with `prefix` at `addr` (summed; 0 when absent).
 pub async fn metric(addr: &str, prefix: &str) -> f64 {
-    let response = http_get(addr, "/metrics").await;
-    response
-        .lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    let addr = addr.parse().expect("a metrics address");
+    let (_, body) = harness::http::http_get(addr, "/metrics")
+        .await
+        .expect("GET /metrics");
+    harness::http::metric_sum(&body, prefix)
 }
