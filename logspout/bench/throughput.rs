@@ -169,18 +169,27 @@ fn log_file() -> Stdio {
         .unwrap_or_else(|_| Stdio::null())
 }
 
+/// Waits until logspout answers `GET /health` with 200.
 async fn wait_healthy(port: u16) {
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("logspout did not start");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    harness::wait_until(
+        "logspout to answer /health",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = harness::http::http_get(addr, "/health").await.ok()?;
+            (status == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Lets the writer's stream be attached, starts it, and waits for its lines at the receiver.
+async fn measure(counter: &Counter, container: &TestContainer, lines: u64, transport: &str) {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    counter.reset();
+    container.touch("/tmp/go").await;
+    // UDP may lose datagrams on a busy machine: what arrived is reported.
+    wait_for(counter, lines, transport == "udp").await;
 }
 
 async fn logspout_run(
@@ -196,11 +205,7 @@ async fn logspout_run(
     let (mut child, http) = start_logspout(&route);
     wait_healthy(http).await;
     let container = writer(docker, &name, lines).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    counter.reset();
-    container.touch("/tmp/go").await;
-    // UDP may lose datagrams on a busy machine: what arrived is reported.
-    wait_for(&counter, lines, transport == "udp").await;
+    measure(&counter, &container, lines, transport).await;
     let _ = child.kill();
     let _ = child.wait();
     (counter.rate(), counter.lines.load(Ordering::SeqCst))
@@ -262,10 +267,7 @@ async fn reference_run(
             }
         }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    counter.reset();
-    container.touch("/tmp/go").await;
-    wait_for(&counter, lines, transport == "udp").await;
+    measure(&counter, &container, lines, transport).await;
     let _ = child.kill();
     let _ = child.wait();
     let _ = forwarder.join();
