@@ -42,6 +42,46 @@ pub enum ConfigError {
     Unsupported(&'static str),
     #[error("rtimeout {value:?} is not a Go duration such as 2s or 500ms")]
     Duration { value: String },
+    #[error("{flag} {value:?} must be a whole number from 1 to {max}")]
+    Limit {
+        flag: &'static str,
+        value: String,
+        max: usize,
+    },
+    #[error("tcp-idle-timeout {value:?} must be a Go duration from 1ms to 1h, such as 10s")]
+    IdleTimeout { value: String },
+}
+
+/// Default of `-forward-max-inflight`: client and internal forwards waiting for a forwarder at
+/// once; each holds a socket and a 4 KiB buffer until it ends (at most `-rtimeout` per attempt).
+pub const DEFAULT_FORWARD_MAX_INFLIGHT: usize = 256;
+/// Default of `-tcp-max-connections`: open DNS-over-TCP client connections per server.
+pub const DEFAULT_TCP_MAX_CONNECTIONS: usize = 512;
+/// Default of `-tcp-idle-timeout`: how long a TCP client may take to send a whole query (the
+/// next one, on a kept-open connection) and to read a reply before it is dropped.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: &str = "10s";
+/// Upper bound accepted for the two count limits (a typo guard, far above any sane setting).
+const MAX_LIMIT: usize = 1 << 20;
+
+/// The resource bounds of one server, none of which the original had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Forwards in flight at once; more are answered SERVFAIL and counted.
+    pub forward_max_inflight: usize,
+    /// Open TCP client connections; more are closed at once and counted.
+    pub tcp_max_connections: usize,
+    /// Time a TCP client gets to send a whole query or read a reply.
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            forward_max_inflight: DEFAULT_FORWARD_MAX_INFLIGHT,
+            tcp_max_connections: DEFAULT_TCP_MAX_CONNECTIONS,
+            tcp_idle_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Command-line flags and their environment variables, as the original defines them.
@@ -167,6 +207,21 @@ pub struct Flags {
         default_value = "0.0.0.0"
     )]
     pub metrics_ip: IpAddr,
+    /// Forwards (client queries and lookups of external targets) in flight at once; beyond it
+    /// clients get SERVFAIL at once (counted in skydns_forward_refused_total).
+    #[arg(long = "forward-max-inflight", env = "SKYDNS_FORWARD_MAX_INFLIGHT",
+          default_value_t = DEFAULT_FORWARD_MAX_INFLIGHT.to_string())]
+    pub forward_max_inflight: String,
+    /// Open DNS-over-TCP client connections at once; more are closed at once (counted in
+    /// skydns_tcp_refused_total).
+    #[arg(long = "tcp-max-connections", env = "SKYDNS_TCP_MAX_CONNECTIONS",
+          default_value_t = DEFAULT_TCP_MAX_CONNECTIONS.to_string())]
+    pub tcp_max_connections: String,
+    /// Time a TCP client gets to send a whole query (or the next one) and to read a reply
+    /// (Go duration).
+    #[arg(long = "tcp-idle-timeout", env = "SKYDNS_TCP_IDLE_TIMEOUT",
+          default_value = DEFAULT_TCP_IDLE_TIMEOUT)]
+    pub tcp_idle_timeout: String,
     /// Log as JSON lines.
     #[arg(long = "log-json", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
@@ -208,6 +263,8 @@ pub struct Config {
     pub metrics_path: String,
     /// Read forwarders from this resolv.conf when none are configured.
     pub resolv_conf: Option<PathBuf>,
+    /// Bounds on forwards and TCP connections.
+    pub limits: Limits,
 }
 
 impl Flags {
@@ -239,6 +296,15 @@ impl Flags {
             parse_go_duration(&self.rtimeout).ok_or_else(|| ConfigError::Duration {
                 value: self.rtimeout.clone(),
             })?;
+        let limits = Limits {
+            forward_max_inflight: parse_limit("forward-max-inflight", &self.forward_max_inflight)?,
+            tcp_max_connections: parse_limit("tcp-max-connections", &self.tcp_max_connections)?,
+            tcp_idle_timeout: parse_go_duration(&self.tcp_idle_timeout)
+                .filter(|d| *d >= Duration::from_millis(1) && *d <= Duration::from_secs(3600))
+                .ok_or_else(|| ConfigError::IdleTimeout {
+                    value: self.tcp_idle_timeout.clone(),
+                })?,
+        };
         let tls = EtcdTls {
             ca: non_empty_path(&self.ca_cert),
             cert: non_empty_path(&self.tls_pem),
@@ -281,8 +347,22 @@ impl Flags {
             metrics_addr,
             metrics_path: self.metrics_path,
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
+            limits,
         })
     }
+}
+
+/// A count limit from 1 to [`MAX_LIMIT`].
+fn parse_limit(flag: &'static str, text: &str) -> Result<usize, ConfigError> {
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| ConfigError::Limit {
+            flag,
+            value: text.to_owned(),
+            max: MAX_LIMIT,
+        })
 }
 
 fn non_empty_path(text: &str) -> Option<PathBuf> {
@@ -611,6 +691,45 @@ mod tests {
         assert_eq!(config.schema.prefix(), "/skydns");
         assert_eq!(config.etcd.endpoints(), ["http://127.0.0.1:2379"]);
         assert!(config.metrics_addr.is_none());
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.limits.forward_max_inflight, 256);
+        assert_eq!(config.limits.tcp_max_connections, 512);
+        assert_eq!(config.limits.tcp_idle_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn limit_flags_parse_and_are_validated() {
+        let config = flags(&[
+            "-forward-max-inflight",
+            "8",
+            "-tcp-max-connections=3",
+            "-tcp-idle-timeout",
+            "1500ms",
+        ])
+        .into_config()
+        .unwrap();
+        assert_eq!(
+            config.limits,
+            Limits {
+                forward_max_inflight: 8,
+                tcp_max_connections: 3,
+                tcp_idle_timeout: Duration::from_millis(1500),
+            }
+        );
+        for (args, message) in [
+            (&["-forward-max-inflight", "0"][..], "forward-max-inflight"),
+            (&["-tcp-max-connections", "many"][..], "tcp-max-connections"),
+            (
+                &["-tcp-max-connections", "99999999999"][..],
+                "tcp-max-connections",
+            ),
+            (&["-tcp-idle-timeout", "0"][..], "tcp-idle-timeout"),
+            (&["-tcp-idle-timeout", "10"][..], "tcp-idle-timeout"),
+            (&["-tcp-idle-timeout", "2h"][..], "tcp-idle-timeout"),
+        ] {
+            let err = flags(args).into_config().unwrap_err().to_string();
+            assert!(err.contains(message), "{args:?}: {err}");
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use crate::config::ORIGINAL_VERSION;
 use crate::resolve::{Answer, Resolver, max_answers};
 use crate::state::Shared;
-use crate::upstream::Upstream;
+use crate::upstream::ForwardError;
 
 /// EDNS0 local option (EDNS0LOCALSTART + 10) marking a query forwarded to a stub zone.
 const STUB_LOOP_OPTION: u16 = 65011;
@@ -202,11 +202,13 @@ impl DnsHandler {
             .forward(request.as_slice(), request.metadata.id, tcp)
             .await
         {
-            Some(upstream) => {
+            Ok(upstream) => {
                 shared.metrics.forwarded.with_label_values(&["ok"]).inc();
                 reply.relay(upstream, request.metadata.id);
             }
-            None => {
+            // Counted in skydns_forward_refused_total by the pool.
+            Err(ForwardError::Busy) => reply.metadata.response_code = ResponseCode::ServFail,
+            Err(ForwardError::Failed | ForwardError::NoServers) => {
                 shared
                     .metrics
                     .forwarded
@@ -251,12 +253,11 @@ impl DnsHandler {
             reply.metadata.response_code = ResponseCode::ServFail;
             return reply;
         };
-        let zone = &self.shared.zone;
-        let upstream = Upstream::new(servers, zone.read_timeout, true, 0, zone.upstream_ttl);
+        let upstream = self.shared.upstream.with_servers(servers);
         let tcp = request.protocol() != Protocol::Udp;
         match upstream.forward(&bytes, request.metadata.id, tcp).await {
-            Some(answer) => reply.relay(answer, request.metadata.id),
-            None => reply.metadata.response_code = ResponseCode::ServFail,
+            Ok(answer) => reply.relay(answer, request.metadata.id),
+            Err(_) => reply.metadata.response_code = ResponseCode::ServFail,
         }
         reply
     }
@@ -486,7 +487,13 @@ mod tests {
         let flags = Flags::try_parse_from(["skydns", "--domain", "skydns.test."]).unwrap();
         let config = flags.into_config().unwrap();
         let zone = config.settings.resolve(None).unwrap();
-        let shared = Shared::new(zone, config.forward_allow, Metrics::new().unwrap(), false);
+        let shared = Shared::new(
+            zone,
+            config.forward_allow,
+            Metrics::new().unwrap(),
+            false,
+            config.limits,
+        );
         let schema = KeySchema::default();
         let mut index = ZoneIndex::new();
         for i in 0..40 {

@@ -8,13 +8,14 @@ pub mod config;
 pub mod handler;
 pub mod index;
 pub mod metrics;
+pub mod ratelimit;
 pub mod resolve;
 pub mod state;
+pub mod tcp;
 pub mod upstream;
 pub mod watcher;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use etcd_client::Client;
 use hickory_server::Server;
@@ -27,10 +28,8 @@ use config::{ConfigError, Settings};
 use handler::DnsHandler;
 use metrics::{Metrics, MetricsError};
 use state::Shared;
+use tcp::TcpServer;
 use watcher::Watcher;
-
-/// How long an idle TCP client connection is kept.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +62,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
     let zone = settings.resolve(config.resolv_conf.as_deref())?;
     let metrics = Metrics::new()?;
-    let mut shared = Shared::new(zone, config.forward_allow.clone(), metrics, config.verbose);
+    let mut shared = Shared::new(
+        zone,
+        config.forward_allow.clone(),
+        metrics,
+        config.verbose,
+        config.limits,
+    );
     shared.stubzones = config.stubzones;
     let shared = Arc::new(shared);
 
@@ -96,13 +101,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             transport: "tcp",
             source,
         })?;
-    let mut server = Server::new(DnsHandler::new(shared.clone()));
+    let handler = DnsHandler::new(shared.clone());
+    let mut server = Server::new(handler.clone());
     for udp in udp_sockets {
         server.register_socket(udp);
     }
-    server.register_listener(tcp, TCP_IDLE_TIMEOUT, 64);
+    // TCP is served by our own accept loop: hickory's bounds neither connections nor, per
+    // connection, the time to send a query.
+    let tcp_server = TcpServer {
+        handler,
+        max_connections: config.limits.tcp_max_connections,
+        idle_timeout: config.limits.tcp_idle_timeout,
+        refused: shared.metrics.tcp_refused.clone(),
+        open: shared.metrics.tcp_connections.clone(),
+    };
 
     let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(tcp_server.serve(tcp, shutdown.child_token()));
     tasks.spawn(watcher.run(revision, shutdown.child_token()));
     if let Some(addr) = config.metrics_addr {
         let (listener, bound) = common::http::bind(addr).await?;

@@ -27,6 +27,12 @@ pub struct Metrics {
     pub index_synced: IntGauge,
     pub resyncs: IntCounter,
     pub skipped_entries: IntCounter,
+    /// Forwards not started because `-forward-max-inflight` were running (answered SERVFAIL).
+    pub forward_refused: IntCounter,
+    /// TCP client connections closed at accept because `-tcp-max-connections` were open.
+    pub tcp_refused: IntCounter,
+    /// TCP client connections open now.
+    pub tcp_connections: IntGauge,
 }
 
 /// Why the metrics could not be registered (a programming error, reported instead of a panic).
@@ -85,6 +91,16 @@ impl Metrics {
             "skydns_index_skipped_entries_total",
             "etcd keys left out of the index (invalid key or value)",
         )?;
+        let forward_refused = IntCounter::new(
+            "skydns_forward_refused_total",
+            "Forwards refused (SERVFAIL) because -forward-max-inflight forwards were running",
+        )?;
+        let tcp_refused = IntCounter::new(
+            "skydns_tcp_refused_total",
+            "TCP client connections closed at once because -tcp-max-connections were open",
+        )?;
+        let tcp_connections =
+            IntGauge::new("skydns_tcp_connections", "TCP client connections open now")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(requests_by_system.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -94,6 +110,9 @@ impl Metrics {
         registry.register(Box::new(index_synced.clone()))?;
         registry.register(Box::new(resyncs.clone()))?;
         registry.register(Box::new(skipped_entries.clone()))?;
+        registry.register(Box::new(forward_refused.clone()))?;
+        registry.register(Box::new(tcp_refused.clone()))?;
+        registry.register(Box::new(tcp_connections.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -105,6 +124,9 @@ impl Metrics {
             index_synced,
             resyncs,
             skipped_entries,
+            forward_refused,
+            tcp_refused,
+            tcp_connections,
         })
     }
 }

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use common::keys::is_wildcard_label;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -192,8 +193,16 @@ impl Resolver<'_> {
         )
     }
 
+    /// Whether the name exists (NODATA rather than NXDOMAIN): as for a lookup, the part above
+    /// the first wildcard label must exist. One node per label, never the subtree below.
     fn exists(&self, lookup: &Name) -> bool {
-        segments(lookup).is_some_and(|s| self.index.lookup(&s).is_some())
+        segments(lookup).is_some_and(|s| {
+            let fixed = s
+                .iter()
+                .position(|label| is_wildcard_label(label))
+                .unwrap_or(s.len());
+            self.index.exists(&s[..fixed])
+        })
     }
 
     /// The leaves at or below a name, with the original's de-duplication on

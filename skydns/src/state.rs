@@ -8,10 +8,10 @@ use std::sync::atomic::AtomicBool;
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
-use crate::config::Zone;
+use crate::config::{Limits, Zone};
 use crate::index::ZoneIndex;
 use crate::metrics::Metrics;
-use crate::upstream::Upstream;
+use crate::upstream::{ForwardPool, Upstream};
 
 /// State shared by every task of one server.
 #[derive(Debug)]
@@ -28,16 +28,26 @@ pub struct Shared {
     pub verbose: bool,
     /// Forward zones listed under `stub.dns.<domain>` to their servers.
     pub stubzones: bool,
+    /// Bounds on forwards and TCP connections.
+    pub limits: Limits,
 }
 
 impl Shared {
-    pub fn new(zone: Zone, forward_allow: Vec<IpNet>, metrics: Metrics, verbose: bool) -> Self {
+    pub fn new(
+        zone: Zone,
+        forward_allow: Vec<IpNet>,
+        metrics: Metrics,
+        verbose: bool,
+        limits: Limits,
+    ) -> Self {
+        let pool = ForwardPool::new(limits.forward_max_inflight, metrics.forward_refused.clone());
         let upstream = Upstream::new(
             zone.nameservers.clone(),
             zone.read_timeout,
             zone.ns_rotate,
             zone.ndots,
             zone.upstream_ttl,
+            pool,
         );
         Self {
             zone,
@@ -48,6 +58,7 @@ impl Shared {
             metrics,
             verbose,
             stubzones: false,
+            limits,
         }
     }
 
