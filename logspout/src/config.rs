@@ -13,6 +13,7 @@ use crate::multiline::MultilineSettings;
 use crate::pump::PumpSettings;
 use crate::render::{AdapterSettings, DEFAULT_RAW_FORMAT};
 use crate::route::{Route, RouteError, split_route_uris};
+use crate::sender::Timeouts;
 use crate::syslog::{SyslogFormat, SyslogRenderer, SyslogSettings, TcpFraming};
 use crate::template::Template;
 use crate::tls::TlsSettings;
@@ -74,6 +75,9 @@ pub struct Config {
     pub http_token: Option<String>,
     /// Reconnect policy of the route senders.
     pub sender_backoff: Backoff,
+    /// `LOGSPOUT_CONNECT_TIMEOUT`, `LOGSPOUT_TLS_HANDSHAKE_TIMEOUT`, `LOGSPOUT_WRITE_TIMEOUT`,
+    /// `LOGSPOUT_TCP_KEEPALIVE`.
+    pub sender_timeouts: Timeouts,
     /// `DEBUG` set.
     pub debug: bool,
 }
@@ -213,6 +217,42 @@ impl Config {
                 reason,
             })?,
         };
+        let timeout = |name: &'static str, default: Duration| match var(name) {
+            None => Ok(default),
+            Some(text) => match parse_go_duration(&text) {
+                Ok(d) if d.is_zero() => Err(ConfigError::Invalid {
+                    name,
+                    value: text.clone(),
+                    reason: "must be greater than 0".into(),
+                }),
+                Ok(d) => Ok(d),
+                Err(reason) => Err(ConfigError::Invalid {
+                    name,
+                    value: text.clone(),
+                    reason,
+                }),
+            },
+        };
+        let sender_timeouts = Timeouts {
+            connect: timeout("LOGSPOUT_CONNECT_TIMEOUT", Timeouts::DEFAULT.connect)?,
+            handshake: timeout(
+                "LOGSPOUT_TLS_HANDSHAKE_TIMEOUT",
+                Timeouts::DEFAULT.handshake,
+            )?,
+            write: timeout("LOGSPOUT_WRITE_TIMEOUT", Timeouts::DEFAULT.write)?,
+            // `0` turns keepalive off.
+            keepalive: match var("LOGSPOUT_TCP_KEEPALIVE") {
+                None => Timeouts::DEFAULT.keepalive,
+                Some(text) => {
+                    let d = parse_go_duration(&text).map_err(|reason| ConfigError::Invalid {
+                        name: "LOGSPOUT_TCP_KEEPALIVE",
+                        value: text.clone(),
+                        reason,
+                    })?;
+                    (!d.is_zero()).then_some(d)
+                }
+            },
+        };
         Ok(Self {
             routes,
             http_addr: SocketAddr::new(bind, port),
@@ -224,11 +264,16 @@ impl Config {
             queue_bytes,
             flush_timeout,
             http_token: var("LOGSPOUT_HTTP_TOKEN"),
+            // Capped at 500 ms (at most 1 s with the jitter) so that a destination that
+            // accepts again is written to within a second: a failed attempt is cheap (a refused
+            // connect is one SYN and one RST; one that times out already waited its timeout),
+            // and a stalled route logs its failures at debug level only.
             sender_backoff: Backoff {
                 min_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(5),
+                max_delay: Duration::from_millis(500),
                 ..Backoff::default()
             },
+            sender_timeouts,
             debug: var("DEBUG").is_some(),
         })
     }
@@ -442,6 +487,43 @@ mod tests {
         assert_eq!(c.adapters.syslog.hostname, "node1");
         let c = Config::from_lookup(None, env, Some("\n".into())).unwrap();
         assert_eq!(c.adapters.syslog.hostname, "myhost");
+    }
+
+    #[test]
+    fn sender_timeouts_default_to_10s_and_read_go_durations() {
+        let c = config(&[], None).unwrap();
+        assert_eq!(c.sender_timeouts, Timeouts::DEFAULT);
+        assert_eq!(c.sender_timeouts.write, Duration::from_secs(10));
+        let c = config(
+            &[
+                ("LOGSPOUT_CONNECT_TIMEOUT", "1s"),
+                ("LOGSPOUT_TLS_HANDSHAKE_TIMEOUT", "1500ms"),
+                ("LOGSPOUT_WRITE_TIMEOUT", "2s"),
+                ("LOGSPOUT_TCP_KEEPALIVE", "0"),
+            ],
+            None,
+        )
+        .unwrap();
+        let t = c.sender_timeouts;
+        assert_eq!(t.connect, Duration::from_secs(1));
+        assert_eq!(t.handshake, Duration::from_millis(1500));
+        assert_eq!(t.write, Duration::from_secs(2));
+        assert_eq!(t.keepalive, None);
+        for (name, value) in [
+            ("LOGSPOUT_WRITE_TIMEOUT", "10"),
+            ("LOGSPOUT_CONNECT_TIMEOUT", "0s"),
+            ("LOGSPOUT_TLS_HANDSHAKE_TIMEOUT", "-1s"),
+            ("LOGSPOUT_TCP_KEEPALIVE", "soon"),
+        ] {
+            let Err(err) = config(&[(name, value)], None) else {
+                panic!("{name}={value} accepted");
+            };
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("invalid {name} value")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

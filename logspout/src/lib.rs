@@ -66,6 +66,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tls: config.tls.clone(),
         queue_bytes: config.queue_bytes,
         backoff: config.sender_backoff,
+        timeouts: config.sender_timeouts,
         metrics,
     };
     let routes = Arc::new(RouteTable::new(ctx, config.routes_path.clone()));

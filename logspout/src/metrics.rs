@@ -1,7 +1,7 @@
 //! Prometheus metrics: lines read from Docker, lines queued/sent/dropped and reconnects per
-//! route, attached containers.
+//! route, whether each route is stalled and how often it stalled, attached containers.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric logspout exports, registered in one registry.
 #[derive(Debug, Clone)]
@@ -17,6 +17,10 @@ pub struct Metrics {
     pub lines_dropped: IntCounterVec,
     /// Connection attempts after a lost connection or a failed attempt, by route ID.
     pub reconnects: IntCounterVec,
+    /// 1 while a route cannot deliver (its attempts fail or time out), else 0, by route ID.
+    pub route_stalled: IntGaugeVec,
+    /// Times a route became stalled, by route ID.
+    pub route_stalls: IntCounterVec,
     /// Containers whose logs are being read.
     pub attached_containers: IntGauge,
 }
@@ -46,6 +50,17 @@ impl Metrics {
             "logspout_route_reconnects_total",
             "Connection attempts to a route's destination after a lost connection or a failed attempt",
         )?;
+        let route_stalled = IntGaugeVec::new(
+            Opts::new(
+                "logspout_route_stalled",
+                "1 while a route's connects, TLS handshakes or writes fail or time out (messages stay queued), else 0",
+            ),
+            &["route"],
+        )?;
+        let route_stalls = per_route(
+            "logspout_route_stalls_total",
+            "Times a route became stalled (a connect, TLS handshake or write failed or timed out)",
+        )?;
         let attached_containers = IntGauge::new(
             "logspout_attached_containers",
             "Containers whose logs are being read",
@@ -55,6 +70,8 @@ impl Metrics {
         registry.register(Box::new(lines_sent.clone()))?;
         registry.register(Box::new(lines_dropped.clone()))?;
         registry.register(Box::new(reconnects.clone()))?;
+        registry.register(Box::new(route_stalled.clone()))?;
+        registry.register(Box::new(route_stalls.clone()))?;
         registry.register(Box::new(attached_containers.clone()))?;
         Ok(Self {
             registry,
@@ -63,6 +80,8 @@ impl Metrics {
             lines_sent,
             lines_dropped,
             reconnects,
+            route_stalled,
+            route_stalls,
             attached_containers,
         })
     }
@@ -74,8 +93,10 @@ impl Metrics {
             &self.lines_sent,
             &self.lines_dropped,
             &self.reconnects,
+            &self.route_stalls,
         ] {
             let _ = vec.remove_label_values(&[route]);
         }
+        let _ = self.route_stalled.remove_label_values(&[route]);
     }
 }

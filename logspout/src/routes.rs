@@ -35,6 +35,8 @@ pub struct RouteContext {
     pub queue_bytes: usize,
     /// Reconnect policy of the senders.
     pub backoff: Backoff,
+    /// Connect, TLS handshake and write timeouts and keepalive of the senders.
+    pub timeouts: crate::sender::Timeouts,
     pub metrics: Metrics,
 }
 
@@ -229,6 +231,7 @@ impl RouteTable {
             queue: queue.clone(),
             metrics: self.ctx.metrics.clone(),
             backoff: self.ctx.backoff,
+            timeouts: self.ctx.timeouts,
         };
         self.senders.spawn(sender.run(cancel.clone()));
         let active = Arc::new(ActiveRoute {

@@ -1,6 +1,14 @@
 //! One task per route that drains the route's queue into its destination: connects (resolving
 //! the name again on every connect), checks that a stream peer is still there before writing,
 //! and reconnects with backoff. A message leaves the queue only once it was written.
+//!
+//! No outbound step waits forever: the name lookup and the TCP connect are bounded by
+//! [`Timeouts::connect`], the TLS handshake by [`Timeouts::handshake`] and every batch write by
+//! [`Timeouts::write`]; TCP connections use keepalive. A route whose attempts fail or time out is
+//! *stalled*: one warning, a gauge (`logspout_route_stalled`) and a counter of stalls, debug
+//! lines while it stays stalled, one info line once a batch is written again. A batch whose
+//! write failed or timed out stays queued and is written again on the next connection (at
+//! least once: at most that one batch twice per lost connection).
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,6 +19,7 @@ use bytes::Bytes;
 use common::Backoff;
 use common::backoff::sleep_unless_cancelled;
 use futures_util::FutureExt;
+use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::TlsConnector;
@@ -25,8 +34,39 @@ use crate::route::Transport;
 const BATCH_BYTES: usize = 64 * 1024;
 /// A UDP route looks its destination up again this often (the destination may move).
 const UDP_RERESOLVE: Duration = Duration::from_secs(30);
-/// A stream write that makes no progress for this long counts as a dead connection.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Unanswered TCP keepalive probes after which the kernel drops the connection.
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// How long each outbound step may take (`LOGSPOUT_CONNECT_TIMEOUT`,
+/// `LOGSPOUT_TLS_HANDSHAKE_TIMEOUT`, `LOGSPOUT_WRITE_TIMEOUT`, `LOGSPOUT_TCP_KEEPALIVE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Name lookup, and each TCP connect (per resolved address).
+    pub connect: Duration,
+    /// The TLS handshake after the TCP connect.
+    pub handshake: Duration,
+    /// Writing one batch (at most 64 KiB) to a TCP or TLS connection.
+    pub write: Duration,
+    /// Idle time before TCP keepalive probes start (then every third of it, at least 1 s, three
+    /// probes); `None`: no keepalive.
+    pub keepalive: Option<Duration>,
+}
+
+impl Timeouts {
+    /// 10 s for connect, handshake and write; keepalive after 30 s idle.
+    pub const DEFAULT: Self = Self {
+        connect: Duration::from_secs(10),
+        handshake: Duration::from_secs(10),
+        write: Duration::from_secs(10),
+        keepalive: Some(Duration::from_secs(30)),
+    };
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// Where and how one route sends.
 #[derive(Clone)]
@@ -38,7 +78,10 @@ pub struct Sender {
     pub tls: Option<TlsConnector>,
     pub queue: Arc<RouteQueue>,
     pub metrics: Metrics,
+    /// Pause between failed attempts. Its cap bounds how long a recovered destination waits
+    /// for the next attempt (see `Config::sender_backoff`).
     pub backoff: Backoff,
+    pub timeouts: Timeouts,
 }
 
 impl std::fmt::Debug for Sender {
@@ -48,6 +91,7 @@ impl std::fmt::Debug for Sender {
             .field("address", &self.address)
             .field("transport", &self.transport)
             .field("tls", &self.tls.is_some())
+            .field("timeouts", &self.timeouts)
             .finish_non_exhaustive()
     }
 }
@@ -58,12 +102,74 @@ enum Connection {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// Whether the route is stalled, and its reporting: one warning when it stalls, debug lines
+/// while it stays stalled, one info line when a batch is written again.
+struct Stall {
+    since: Option<Instant>,
+    failures: u64,
+    gauge: IntGauge,
+    count: IntCounter,
+}
+
+impl Stall {
+    fn new(sender: &Sender) -> Self {
+        let gauge = sender
+            .metrics
+            .route_stalled
+            .with_label_values(&[&sender.route_id]);
+        gauge.set(0);
+        let count = sender
+            .metrics
+            .route_stalls
+            .with_label_values(&[&sender.route_id]);
+        Self {
+            since: None,
+            failures: 0,
+            gauge,
+            count,
+        }
+    }
+
+    fn is_stalled(&self) -> bool {
+        self.since.is_some()
+    }
+
+    /// An attempt failed (`what` says which); the next one comes in `retry_in`.
+    fn failed(&mut self, sender: &Sender, what: &str, error: &io::Error, retry_in: Duration) {
+        self.failures += 1;
+        if self.since.is_none() {
+            self.since = Some(Instant::now());
+            self.gauge.set(1);
+            self.count.inc();
+            tracing::warn!(route = %sender.route_id, address = %sender.address, error = %error, retry_in = ?retry_in,
+                "{what}; route stalled, retrying (further failures at debug level until it recovers)");
+        } else {
+            tracing::debug!(route = %sender.route_id, address = %sender.address, error = %error, retry_in = ?retry_in,
+                failures = self.failures, "{what}; route still stalled");
+        }
+    }
+
+    /// A batch was written. True if that ended a stall.
+    fn delivered(&mut self, sender: &Sender) -> bool {
+        let Some(since) = self.since.take() else {
+            return false;
+        };
+        self.gauge.set(0);
+        let after = since.elapsed();
+        tracing::info!(route = %sender.route_id, address = %sender.address, failures = self.failures,
+            "route recovered after {after:.1?}, shipping again");
+        self.failures = 0;
+        true
+    }
+}
+
 impl Sender {
     /// Sends until `cancel` (route deleted) or until the queue is closed and drained.
     pub async fn run(self, cancel: CancellationToken) {
         let mut next = 0u64;
         let mut connection: Option<Connection> = None;
         let mut delays = self.backoff.delays();
+        let mut stall = Stall::new(&self);
         // The last connection was lost or the last attempt failed: the next attempt is a reconnect.
         let mut lost = false;
         loop {
@@ -101,15 +207,18 @@ impl Sender {
                     }
                     match attempt {
                         Ok((conn, peer)) => {
-                            tracing::info!(route = %self.route_id, address = %self.address, %peer, "connected");
+                            if stall.is_stalled() {
+                                tracing::debug!(route = %self.route_id, address = %self.address, %peer, "connected");
+                            } else {
+                                tracing::info!(route = %self.route_id, address = %self.address, %peer, "connected");
+                            }
                             lost = false;
-                            delays = self.backoff.delays();
                             connection.insert(conn)
                         }
                         Err(e) => {
                             lost = true;
                             let delay = delays.next().unwrap_or(self.backoff.max_delay);
-                            tracing::warn!(route = %self.route_id, address = %self.address, error = %e, retry_in = ?delay, "cannot connect, messages stay queued");
+                            stall.failed(&self, "cannot connect, messages stay queued", &e, delay);
                             if !sleep_unless_cancelled(delay, &cancel).await {
                                 return;
                             }
@@ -119,7 +228,11 @@ impl Sender {
                 }
             };
             let count = batch.len() as u64;
-            match conn.send(&batch).await {
+            let sent = tokio::select! {
+                _ = cancel.cancelled() => return,
+                sent = conn.send(&batch, self.timeouts.write) => sent,
+            };
+            match sent {
                 Ok(undeliverable) => {
                     self.queue.ack(start + count);
                     next = start + count;
@@ -134,12 +247,26 @@ impl Sender {
                             .with_label_values(&[&self.route_id])
                             .inc_by(undeliverable as u64);
                     }
+                    if stall.delivered(&self) {
+                        delays = self.backoff.delays();
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(route = %self.route_id, address = %self.address, error = %e, "write failed, reconnecting");
                     connection = None;
                     lost = true;
+                    // The batch stays queued and goes out again on the next connection.
                     next = start;
+                    // A connection that broke is replaced at once; a route that keeps failing
+                    // backs off.
+                    let delay = if stall.is_stalled() {
+                        delays.next().unwrap_or(self.backoff.max_delay)
+                    } else {
+                        Duration::ZERO
+                    };
+                    stall.failed(&self, "write failed, reconnecting", &e, delay);
+                    if !delay.is_zero() && !sleep_unless_cancelled(delay, &cancel).await {
+                        return;
+                    }
                 }
             }
         }
@@ -147,7 +274,17 @@ impl Sender {
 
     /// Connects to the first address the name resolves to that accepts; returns that address.
     async fn connect(&self) -> io::Result<(Connection, SocketAddr)> {
-        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&self.address).await?.collect();
+        let limit = self.timeouts.connect;
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout(limit, tokio::net::lookup_host(&self.address))
+                .await
+                .map_err(|_| {
+                    timed_out(format!(
+                        "looking up {} timed out after {limit:?}",
+                        self.address
+                    ))
+                })??
+                .collect();
         let mut last = io::Error::new(
             io::ErrorKind::NotFound,
             format!("{} resolves to no address", self.address),
@@ -155,10 +292,7 @@ impl Sender {
         for addr in addrs {
             let attempt = match self.transport {
                 Transport::Udp => connect_udp(addr).await,
-                Transport::Tcp => TcpStream::connect(addr).await.map(|s| {
-                    let _ = s.set_nodelay(true);
-                    Connection::Tcp(s)
-                }),
+                Transport::Tcp => self.connect_tcp(addr).await.map(Connection::Tcp),
                 Transport::Tls => self.connect_tls(addr).await,
             };
             match attempt {
@@ -167,6 +301,26 @@ impl Sender {
             }
         }
         Err(last)
+    }
+
+    /// A TCP connection to `addr` within the connect timeout, with `TCP_NODELAY` and keepalive.
+    async fn connect_tcp(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        let limit = self.timeouts.connect;
+        let stream = tokio::time::timeout(limit, TcpStream::connect(addr))
+            .await
+            .map_err(|_| timed_out(format!("TCP connect to {addr} timed out after {limit:?}")))??;
+        let _ = stream.set_nodelay(true);
+        if let Some(idle) = self.timeouts.keepalive {
+            let idle = idle.max(Duration::from_secs(1));
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(idle)
+                .with_interval((idle / 3).max(Duration::from_secs(1)))
+                .with_retries(KEEPALIVE_PROBES);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                tracing::debug!(route = %self.route_id, %addr, error = %e, "cannot enable TCP keepalive");
+            }
+        }
+        Ok(stream)
     }
 
     async fn connect_tls(&self, addr: SocketAddr) -> io::Result<Connection> {
@@ -183,11 +337,21 @@ impl Sender {
             .to_owned();
         let name = rustls::pki_types::ServerName::try_from(host)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let tcp = TcpStream::connect(addr).await?;
-        let _ = tcp.set_nodelay(true);
-        let tls = connector.connect(name, tcp).await?;
+        let tcp = self.connect_tcp(addr).await?;
+        let limit = self.timeouts.handshake;
+        let tls = tokio::time::timeout(limit, connector.connect(name, tcp))
+            .await
+            .map_err(|_| {
+                timed_out(format!(
+                    "TLS handshake with {addr} timed out after {limit:?}"
+                ))
+            })??;
         Ok(Connection::Tls(Box::new(tls)))
     }
+}
+
+fn timed_out(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, message)
 }
 
 async fn connect_udp(addr: SocketAddr) -> io::Result<Connection> {
@@ -237,8 +401,9 @@ impl Connection {
         }
     }
 
-    /// Writes the batch. Returns how many messages UDP could not deliver (dropped).
-    async fn send(&mut self, batch: &[Bytes]) -> io::Result<usize> {
+    /// Writes the batch, a stream within `limit`. Returns how many messages UDP could not
+    /// deliver (dropped).
+    async fn send(&mut self, batch: &[Bytes], limit: Duration) -> io::Result<usize> {
         match self {
             Self::Udp(socket, _) => {
                 let mut undeliverable = 0;
@@ -251,8 +416,8 @@ impl Connection {
                 }
                 Ok(undeliverable)
             }
-            Self::Tcp(stream) => write_batch(stream, batch).await.map(|()| 0),
-            Self::Tls(stream) => write_batch(stream.as_mut(), batch).await.map(|()| 0),
+            Self::Tcp(stream) => write_batch(stream, batch, limit).await.map(|()| 0),
+            Self::Tls(stream) => write_batch(stream.as_mut(), batch, limit).await.map(|()| 0),
         }
     }
 }
@@ -260,6 +425,7 @@ impl Connection {
 async fn write_batch<S: tokio::io::AsyncWrite + Unpin>(
     stream: &mut S,
     batch: &[Bytes],
+    limit: Duration,
 ) -> io::Result<()> {
     let write = async {
         if let [single] = batch {
@@ -273,7 +439,9 @@ async fn write_batch<S: tokio::io::AsyncWrite + Unpin>(
         }
         stream.flush().await
     };
-    tokio::time::timeout(WRITE_TIMEOUT, write)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "write timed out"))?
+    tokio::time::timeout(limit, write).await.map_err(|_| {
+        timed_out(format!(
+            "write timed out after {limit:?} (the destination stopped reading)"
+        ))
+    })?
 }
