@@ -4,10 +4,11 @@
 //! lease is lost, and removes this instance's records on shutdown.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::time::Duration;
 
 use common::backoff::Backoff;
-use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use etcd_client::{Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,16 @@ use crate::short;
 
 /// Bound on removing this instance's records at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on each etcd request of a flush (and on one lease renewal). A healthy cluster answers in milliseconds; one that
+/// lost quorum holds a request until its own timeout (about 7 s), long after quorum may be back.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// While writes wait for their next retry, etcd is asked this often whether it answers again,
+/// so pending records land right after an outage instead of after the backoff step.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Bound on one probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The key the probe reads (count only): any key will do, the read needs a quorum all the same.
+const PROBE_KEY: &str = "/";
 
 /// One record: where, what, and which service it stands for (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,8 +67,30 @@ enum WriteError {
         #[source]
         source: etcd_client::Error,
     },
+    #[error("etcd {what} {key}: no answer within {REQUEST_TIMEOUT:?}")]
+    Timeout { what: &'static str, key: String },
     #[error("the lease expired; registering everything on a new lease")]
     LeaseLost,
+}
+
+/// One etcd request of a flush, bounded by [`REQUEST_TIMEOUT`], its error naming what and which key.
+async fn request<T>(
+    what: &'static str,
+    key: &str,
+    call: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, WriteError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(source)) => Err(WriteError::Request {
+            what,
+            key: key.to_owned(),
+            source,
+        }),
+        Err(_) => Err(WriteError::Timeout {
+            what,
+            key: key.to_owned(),
+        }),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +159,9 @@ impl RegistryWriter {
 
     /// Applies commands and writes them until `commands` closes or `shutdown` is cancelled, then
     /// removes this instance's records (unless told to keep them).
+    ///
+    /// A failed flush is retried after a backoff step, or as soon as a probe finds etcd answering
+    /// again, whichever comes first; a lost lease is replaced and everything written at once.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
         let retry_policy = Backoff {
             max_delay: Duration::from_secs(5),
@@ -134,9 +170,14 @@ impl RegistryWriter {
         let mut delays = retry_policy.delays();
         let mut retry_at: Option<Instant> = None;
         let mut dirty = false;
+        // Consecutive lost leases: the first is replaced at once, a second waits a backoff step.
+        let mut leases_lost = 0u32;
+        let mut failures = 0u64;
         let refresh_every = self.ttl.map_or(Duration::from_secs(3600), |t| t.refresh);
         let mut refresh = tokio::time::interval_at(Instant::now() + refresh_every, refresh_every);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(PROBE_INTERVAL);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if dirty && retry_at.is_none() {
                 let flushed = tokio::select! {
@@ -145,16 +186,31 @@ impl RegistryWriter {
                 };
                 match flushed {
                     Ok(()) => {
+                        if failures > 0 {
+                            tracing::info!(failed_attempts = failures, "etcd writes landed again");
+                        }
                         dirty = false;
+                        failures = 0;
+                        leases_lost = 0;
                         delays = retry_policy.delays();
+                    }
+                    Err(WriteError::LeaseLost) if leases_lost == 0 => {
+                        leases_lost += 1;
+                        continue;
                     }
                     Err(err) => {
                         if !matches!(err, WriteError::LeaseLost) {
                             self.metrics.etcd_errors.inc();
                         }
+                        failures += 1;
                         let delay = delays.next().unwrap_or(retry_policy.max_delay);
-                        tracing::warn!(error = %err, retry_in = ?delay, "etcd write failed, will retry");
+                        if failures == 1 {
+                            tracing::warn!(error = %err, retry_in = ?delay, "etcd write failed, will retry");
+                        } else {
+                            tracing::debug!(error = %err, retry_in = ?delay, attempt = failures, "etcd write failed again");
+                        }
                         retry_at = Some(Instant::now() + delay);
+                        probe.reset();
                     }
                 }
             }
@@ -174,6 +230,12 @@ impl RegistryWriter {
                     None => break,
                 },
                 () = retry_sleep => retry_at = None,
+                _ = probe.tick(), if retry_at.is_some() => {
+                    if self.etcd_answers().await {
+                        tracing::info!(failed_attempts = failures, "etcd answers again; writing the pending records now");
+                        retry_at = None;
+                    }
+                }
                 _ = refresh.tick(), if self.ttl.is_some() => {
                     if self.keep_alive().await {
                         dirty = true;
@@ -193,6 +255,14 @@ impl RegistryWriter {
         } else {
             tracing::info!(records = self.written.len(), "keeping records on exit");
         }
+    }
+
+    /// True when etcd serves a linearizable read (a quorum answers) within [`PROBE_TIMEOUT`].
+    async fn etcd_answers(&mut self) -> bool {
+        let read = self
+            .client
+            .get(PROBE_KEY, Some(GetOptions::new().with_count_only()));
+        matches!(tokio::time::timeout(PROBE_TIMEOUT, read).await, Ok(Ok(_)))
     }
 
     fn apply(&mut self, command: Command) {
@@ -258,19 +328,17 @@ impl RegistryWriter {
         wanted
     }
 
-    /// Writes the difference between what is wanted and what is written.
+    /// Writes the difference between what is wanted and what is written. Every request is
+    /// bounded by [`REQUEST_TIMEOUT`]; what landed before a failure stays noted as written.
     async fn flush(&mut self) -> Result<(), WriteError> {
         if let Some(ttl) = self.ttl {
             if self.lease.is_none() {
-                let granted = self
-                    .client
-                    .lease_grant(ttl.ttl.as_secs() as i64, None)
-                    .await
-                    .map_err(|source| WriteError::Request {
-                        what: "lease grant",
-                        key: String::new(),
-                        source,
-                    })?;
+                let granted = request(
+                    "lease grant",
+                    "",
+                    self.client.lease_grant(ttl.ttl.as_secs() as i64, None),
+                )
+                .await?;
                 tracing::debug!(lease = granted.id(), ttl = granted.ttl(), "lease granted");
                 self.lease = Some(granted.id());
                 self.keeper = None;
@@ -285,14 +353,7 @@ impl RegistryWriter {
             .cloned()
             .collect();
         for key in stale {
-            self.client
-                .delete(key.as_str(), None)
-                .await
-                .map_err(|source| WriteError::Request {
-                    what: "delete",
-                    key: key.clone(),
-                    source,
-                })?;
+            request("delete", &key, self.client.delete(key.as_str(), None)).await?;
             if let Some(gone) = self.written.remove(&key) {
                 tracing::info!(container = %short(&gone.container), service = %gone.service_id, %key, "removed");
             }
@@ -302,19 +363,15 @@ impl RegistryWriter {
             if wanted.contains_key(key) || self.written.contains_key(key) {
                 continue;
             }
-            match self.client.delete(key.as_str(), None).await {
+            match request("delete", key, self.client.delete(key.as_str(), None)).await {
                 Ok(response) if response.deleted() > 0 => {
                     tracing::info!(service = %service_id, %key, "dangling: removed")
                 }
                 Ok(_) => {}
-                Err(source) => {
+                Err(err) => {
                     // Keep the rest for the retry.
                     self.purge.extend(purge[index..].iter().cloned());
-                    return Err(WriteError::Request {
-                        what: "delete",
-                        key: key.clone(),
-                        source,
-                    });
+                    return Err(err);
                 }
             }
         }
@@ -325,23 +382,16 @@ impl RegistryWriter {
                 continue;
             }
             let added = previous.is_none_or(|p| p.container != record.container);
-            match self
+            let put = self
                 .client
-                .put(key.as_str(), record.value.as_str(), options.clone())
-                .await
-            {
+                .put(key.as_str(), record.value.as_str(), options.clone());
+            match request("put", &key, put).await {
                 Ok(_) => {}
-                Err(source) if lease_not_found(&source) => {
+                Err(WriteError::Request { source, .. }) if lease_not_found(&source) => {
                     self.lease_lost();
                     return Err(WriteError::LeaseLost);
                 }
-                Err(source) => {
-                    return Err(WriteError::Request {
-                        what: "put",
-                        key,
-                        source,
-                    });
-                }
+                Err(err) => return Err(err),
             }
             if added {
                 tracing::info!(container = %short(&record.container), service = %record.service_id, %key, "added");
@@ -361,25 +411,19 @@ impl RegistryWriter {
         let Some(ttl) = self.ttl.filter(|_| !self.abandoned.is_empty()) else {
             return Ok(());
         };
-        let error = |what, key: &str| {
-            let key = key.to_owned();
-            move |source| WriteError::Request { what, key, source }
-        };
-        let lease = self
-            .client
-            .lease_grant(ttl.ttl.as_secs() as i64, None)
-            .await
-            .map_err(error("lease grant", ""))?
-            .id();
+        let lease = request(
+            "lease grant",
+            "",
+            self.client.lease_grant(ttl.ttl.as_secs() as i64, None),
+        )
+        .await?
+        .id();
         while let Some(entry) = self.abandoned.last() {
-            self.client
-                .put(
-                    entry.key.as_str(),
-                    entry.value.as_str(),
-                    Some(PutOptions::new().with_lease(lease)),
-                )
-                .await
-                .map_err(error("put", &entry.key))?;
+            let options = PutOptions::new().with_lease(lease);
+            let put = self
+                .client
+                .put(entry.key.as_str(), entry.value.as_str(), Some(options));
+            request("put", &entry.key, put).await?;
             self.abandoned.pop();
         }
         Ok(())
@@ -400,8 +444,7 @@ impl RegistryWriter {
         let Some(lease) = self.lease else {
             return false;
         };
-        let timeout = Duration::from_secs(5);
-        let result = tokio::time::timeout(timeout, async {
+        let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
             if self.keeper.is_none() {
                 self.keeper = Some(self.client.lease_keep_alive(lease).await?);
             }

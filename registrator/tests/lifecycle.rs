@@ -248,7 +248,7 @@ async fn writes_during_an_etcd_outage_land_after_it_comes_back() {
     let docker = TestDocker::connect().await;
     let mut etcd = EtcdServer::start().await;
     let registry = uri(&etcd, "outage.example.local");
-    let _registrator = Registrator::start(&["-ttl", "20", "-ttl-refresh", "2", &registry]);
+    let registrator = Registrator::start(&["-ttl", "20", "-ttl-refresh", "2", &registry]);
     let first = docker
         .run(
             ContainerSpec::idle()
@@ -284,11 +284,27 @@ async fn writes_during_an_etcd_outage_land_after_it_comes_back() {
             .to_json()
             .unwrap(),
     );
+    // Let the retries back off to their longest step (attempts 1..4: 0.25 + 0.5 + 1 + 2 s and
+    // more with jitter), so that waiting out the step would be seen.
+    harness::wait_until("four failed write attempts", support::WAIT, || async {
+        (registrator.log().matches("etcd write failed").count() >= 4).then_some(())
+    })
+    .await;
     etcd.restart().await;
+    let back = std::time::Instant::now();
 
     let mut client = etcd.client().await;
     wait_key(&mut client, &during.0, Some(&during.1)).await;
+    eprintln!("etcd back -> pending record landed: {:?}", back.elapsed());
     wait_key(&mut client, &before.0, Some(&before.1)).await;
+    // The write was not left to the backoff: a probe saw etcd answer and wrote at once.
+    let log = registrator.log();
+    assert!(log.contains("etcd answers again"), "{log}");
+    assert_eq!(
+        log.matches("etcd write failed, will retry").count(),
+        1,
+        "one warning per outage, the retries at debug: {log}"
+    );
 }
 
 #[tokio::test]
