@@ -49,6 +49,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("invalid {name} value {value:?}: not valid UTF-8")]
+    NotUtf8 { name: String, value: String },
     #[error(transparent)]
     Route(#[from] RouteError),
     #[error(transparent)]
@@ -73,6 +75,8 @@ pub struct Config {
     pub flush_timeout: Duration,
     /// `LOGSPOUT_HTTP_TOKEN`: bearer token required by `/routes` and `/logs`.
     pub http_token: Option<String>,
+    /// `LOGSPOUT_MAX_TAPS`: `/logs` streams open at once (more are answered `429`).
+    pub max_taps: usize,
     /// Reconnect policy of the route senders.
     pub sender_backoff: Backoff,
     /// `LOGSPOUT_CONNECT_TIMEOUT`, `LOGSPOUT_TLS_HANDSHAKE_TIMEOUT`, `LOGSPOUT_WRITE_TIMEOUT`,
@@ -85,9 +89,34 @@ pub struct Config {
 impl Config {
     /// Reads the process environment; `first_arg` is the route list given on the command line.
     pub fn from_env(first_arg: Option<&str>) -> Result<Self, ConfigError> {
-        let vars: HashMap<String, String> = std::env::vars().collect();
+        // `vars_os`, not `vars` (which panics on a value that is not UTF-8): such a value is
+        // an error only if logspout reads that variable.
+        let mut vars: HashMap<String, String> = HashMap::new();
+        let mut not_utf8: HashMap<String, String> = HashMap::new();
+        for (name, value) in std::env::vars_os() {
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => vars.insert(name, value),
+                Err(value) => not_utf8.insert(name, value.to_string_lossy().into_owned()),
+            };
+        }
         let host_hostname = std::fs::read_to_string(HOST_HOSTNAME_FILE).ok();
-        Self::from_lookup(first_arg, |name| vars.get(name).cloned(), host_hostname)
+        let read_bad = std::cell::RefCell::new(None);
+        let lookup = |name: &str| {
+            if let Some(lossy) = not_utf8.get(name) {
+                read_bad
+                    .borrow_mut()
+                    .get_or_insert_with(|| (name.to_owned(), lossy.clone()));
+            }
+            vars.get(name).cloned()
+        };
+        let config = Self::from_lookup(first_arg, lookup, host_hostname);
+        if let Some((name, value)) = read_bad.into_inner() {
+            return Err(ConfigError::NotUtf8 { name, value });
+        }
+        config
     }
 
     /// Builds the configuration from `env` (empty values count as unset, as in the original).
@@ -264,6 +293,18 @@ impl Config {
             queue_bytes,
             flush_timeout,
             http_token: var("LOGSPOUT_HTTP_TOKEN"),
+            max_taps: match var("LOGSPOUT_MAX_TAPS") {
+                None => crate::tap::DEFAULT_MAX_TAPS,
+                Some(text) => text
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "LOGSPOUT_MAX_TAPS",
+                        value: text.clone(),
+                        reason: "expected a number of streams, at least 1".into(),
+                    })?,
+            },
             // Capped at 500 ms (at most 1 s with the jitter) so that a destination that
             // accepts again is written to within a second: a failed attempt is cheap (a refused
             // connect is one SYN and one RST; one that times out already waited its timeout),
@@ -494,6 +535,8 @@ mod tests {
         let c = config(&[], None).unwrap();
         assert_eq!(c.sender_timeouts, Timeouts::DEFAULT);
         assert_eq!(c.sender_timeouts.write, Duration::from_secs(10));
+        // A recovered destination waits at most one (jittered, up to doubled) pause.
+        assert!(c.sender_backoff.max_delay <= Duration::from_millis(500));
         let c = config(
             &[
                 ("LOGSPOUT_CONNECT_TIMEOUT", "1s"),

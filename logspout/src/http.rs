@@ -1,5 +1,9 @@
 //! The HTTP side: `/health`, the `/routes` API (same JSON as the original), the `/logs` live
 //! stream, Prometheus `/metrics`, and an optional bearer token for `/routes` and `/logs`.
+//!
+//! Everything here is outside input: a bad path, query, header or body is a 4xx, never a panic.
+//! Request bodies are bounded ([`MAX_BODY_BYTES`]); hyper bounds the request head (100 headers,
+//! about 400 KiB); `/logs` streams are bounded by [`Taps`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -7,19 +11,26 @@ use std::sync::{Arc, OnceLock};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use futures_util::stream;
+use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
 use crate::message::Message;
 use crate::pump::Pump;
 use crate::route::Route;
 use crate::routes::{AddRouteError, RouteTable};
-use crate::tap::{TapFilter, TapGuard, Taps};
+use crate::tap::{TapFilter, TapGuard, TapReceiver, Taps};
+
+/// Longest request body accepted (a route object is a few hundred bytes): `413` beyond.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Length of a container's short ID, what `/logs/id:` takes.
+const SHORT_ID_LEN: usize = 12;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const JSON: &str = "application/json";
@@ -46,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/logs", get(logs_all))
         .route("/logs/{filter}", get(logs_filtered))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .route("/health", any(health))
         .with_state(state)
         .merge(metrics)
@@ -74,7 +86,8 @@ async fn require_token(State(state): State<HttpState>, request: Request, next: N
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if given == Some(token) {
+    // Constant time: how long the comparison takes tells nothing about the token.
+    if given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes()))) {
         return next.run(request).await;
     }
     let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
@@ -188,9 +201,12 @@ async fn stream_logs(
         }
         match predicate {
             "id" => {
-                let short = &value[..value.len().min(12)];
-                let attached = state.pump.get().is_some_and(|p| p.is_attached(short));
-                if !attached || short.len() < 12 {
+                // By `get`, not by index: the value is any UTF-8 (a multi-byte character
+                // across byte 12 is no ID, not a panic).
+                let Some(short) = value.get(..SHORT_ID_LEN) else {
+                    return not_found().await;
+                };
+                if !state.pump.get().is_some_and(|p| p.is_attached(short)) {
                     return not_found().await;
                 }
                 tap.id = Some(value.to_owned());
@@ -220,13 +236,19 @@ async fn stream_logs(
             Ok(upgrade) => upgrade,
             Err(rejection) => return rejection.into_response(),
         };
-        let (rx, guard) = state.taps.open(tap);
+        let (rx, guard) = match state.taps.open(tap) {
+            Ok(tap) => tap,
+            Err(e) => return too_many_taps(e),
+        };
         let shutdown = state.shutdown.clone();
         return upgrade.on_upgrade(move |socket| send_frames(socket, rx, guard, shutdown));
     }
     let json = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) == Some(JSON);
     let colors = query.get("colors").map(String::as_str) != Some("off");
-    let (mut rx, guard) = state.taps.open(tap);
+    let (mut rx, guard) = match state.taps.open(tap) {
+        Ok(tap) => tap,
+        Err(e) => return too_many_taps(e),
+    };
     // Like the original, nothing (not even the status line) is sent before the first line.
     let first = tokio::select! {
         _ = state.shutdown.cancelled() => None,
@@ -270,10 +292,19 @@ async fn stream_logs(
         .into_response()
 }
 
+/// `429` with `Retry-After`: the client may come back when a stream has closed.
+fn too_many_taps(e: crate::tap::TooManyTaps) -> Response {
+    let mut response = text(StatusCode::TOO_MANY_REQUESTS, format!("{e}\n"));
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    response
+}
+
 /// Sends every tapped line as one JSON text frame until the client goes or shutdown.
 async fn send_frames(
     mut socket: WebSocket,
-    mut rx: tokio::sync::mpsc::Receiver<Message>,
+    mut rx: TapReceiver,
     _guard: TapGuard,
     shutdown: CancellationToken,
 ) {

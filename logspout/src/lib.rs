@@ -97,7 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tracing::info!("routes: none");
     }
 
-    let taps = Arc::new(Taps::default());
+    let taps = Arc::new(Taps::new(config.max_taps, routes.metrics().taps.clone()));
     let pump_cell = Arc::new(OnceLock::new());
     let (listener, addr) = common::http::bind(config.http_addr).await?;
     tracing::info!(%addr, "HTTP listening (health, logs, routes, metrics)");

@@ -10,6 +10,12 @@ use crate::position::split_timestamp;
 /// Longest line shipped as one message; longer lines become several messages.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// Largest UDP payload over IPv4 (65,535 − 20 bytes of IP header − 8 of UDP header; IPv6
+/// allows 20 more). A UDP route sends a message that renders larger than this as several
+/// datagrams (see `routes`), since a full [`MAX_LINE`] piece plus its syslog header cannot go
+/// out as one.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 /// One complete line (or piece of an over-long line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {

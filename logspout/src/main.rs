@@ -26,7 +26,13 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = match common::cli::utf8_args() {
+        Ok(argv) => argv,
+        Err(error) => {
+            eprintln!("!! {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     if argv.get(1).map(String::as_str) == Some("healthcheck") {
         return healthcheck_main();
     }

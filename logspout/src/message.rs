@@ -48,7 +48,7 @@ pub struct ContainerInfo {
 impl ContainerInfo {
     /// The 12-character short ID.
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        short_id(&self.id)
     }
 
     /// The name without its leading `/` (what `{{.ContainerName}}` renders).
@@ -75,4 +75,10 @@ pub struct Message {
     pub data: Bytes,
     /// Docker's timestamp of the line.
     pub time: DateTime<Utc>,
+}
+
+/// The first 12 characters of a container ID (all of it if shorter). Docker's IDs are hex, but
+/// the ID is outside input: cut at a character boundary, never inside one.
+pub fn short_id(id: &str) -> &str {
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }

@@ -23,6 +23,12 @@ pub struct Metrics {
     pub route_stalls: IntCounterVec,
     /// Containers whose logs are being read.
     pub attached_containers: IntGauge,
+    /// `/logs` streams: open now, refused at `LOGSPOUT_MAX_TAPS`, lines lost by slow readers.
+    pub taps: crate::tap::TapMetrics,
+    /// Multiline groups sent early because they reached `MULTILINE_MAX_BYTES`, by route ID.
+    pub multiline_capped: IntCounterVec,
+    /// Messages too large for one UDP datagram (sent as several, or cut), by route ID.
+    pub udp_oversize: IntCounterVec,
 }
 
 impl Metrics {
@@ -65,6 +71,30 @@ impl Metrics {
             "logspout_attached_containers",
             "Containers whose logs are being read",
         )?;
+        let taps = crate::tap::TapMetrics {
+            open: IntGauge::new("logspout_http_taps", "/logs streams open now")?,
+            refused: IntCounter::new(
+                "logspout_http_taps_refused_total",
+                "/logs requests refused with 429 because LOGSPOUT_MAX_TAPS streams were open",
+            )?,
+            dropped: IntCounter::new(
+                "logspout_http_tap_lines_dropped_total",
+                "Lines a /logs client lost because it read too slowly",
+            )?,
+        };
+        let multiline_capped = per_route(
+            "logspout_route_multiline_capped_total",
+            "Multiline groups sent before they ended because they reached MULTILINE_MAX_BYTES",
+        )?;
+        let udp_oversize = per_route(
+            "logspout_route_udp_oversize_total",
+            "Messages larger than one UDP datagram (65,507 bytes): sent as several datagrams, or cut when the header alone is that large",
+        )?;
+        registry.register(Box::new(taps.open.clone()))?;
+        registry.register(Box::new(taps.refused.clone()))?;
+        registry.register(Box::new(taps.dropped.clone()))?;
+        registry.register(Box::new(multiline_capped.clone()))?;
+        registry.register(Box::new(udp_oversize.clone()))?;
         registry.register(Box::new(lines_read.clone()))?;
         registry.register(Box::new(lines_queued.clone()))?;
         registry.register(Box::new(lines_sent.clone()))?;
@@ -83,6 +113,9 @@ impl Metrics {
             route_stalled,
             route_stalls,
             attached_containers,
+            taps,
+            multiline_capped,
+            udp_oversize,
         })
     }
 
@@ -94,6 +127,8 @@ impl Metrics {
             &self.lines_dropped,
             &self.reconnects,
             &self.route_stalls,
+            &self.multiline_capped,
+            &self.udp_oversize,
         ] {
             let _ = vec.remove_label_values(&[route]);
         }

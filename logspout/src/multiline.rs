@@ -3,16 +3,23 @@
 //!
 //! Unlike the original, a group is flushed when no line arrived for `MULTILINE_FLUSH_AFTER`
 //! (the original's inverted comparison flushed young groups), stdout and stderr are grouped
-//! separately, and merging never changes the message other routes see.
+//! separately, and merging never changes the message other routes see. A group that reaches
+//! `MULTILINE_MAX_BYTES` is sent at once (counted), so a container that prints continuation
+//! lines faster than the flush interval cannot grow one without limit.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use prometheus::IntCounter;
 use regex::bytes::Regex;
 
+use crate::lines::MAX_LINE;
 use crate::message::{Message, Source};
+
+/// Default of `MULTILINE_MAX_BYTES`: the largest merged message, as large as one line may be.
+pub const DEFAULT_MAX_GROUP_BYTES: usize = MAX_LINE;
 
 /// Why a `MULTILINE_*` setting is rejected (messages as in the original).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +34,10 @@ pub enum MultilineError {
     Match(String),
     #[error("multiline: invalid value for MULTILINE_FLUSH_AFTER (must be number): {0}")]
     FlushAfter(String),
+    #[error(
+        "multiline: invalid value for MULTILINE_MAX_BYTES (must be a number of bytes, at least 1): {0}"
+    )]
+    MaxBytes(String),
 }
 
 /// The `MULTILINE_*` settings.
@@ -40,6 +51,8 @@ pub struct MultilineSettings {
     pub negate: bool,
     pub flush_after: Duration,
     pub separator: String,
+    /// `MULTILINE_MAX_BYTES`: a group that would grow beyond this is sent first.
+    pub max_bytes: usize,
 }
 
 impl Default for MultilineSettings {
@@ -51,6 +64,7 @@ impl Default for MultilineSettings {
             negate: true,
             flush_after: Duration::from_millis(500),
             separator: "\n".into(),
+            max_bytes: DEFAULT_MAX_GROUP_BYTES,
         }
     }
 }
@@ -82,6 +96,13 @@ impl MultilineSettings {
         }
         if let Some(v) = var("MULTILINE_SEPARATOR") {
             settings.separator = v;
+        }
+        if let Some(v) = var("MULTILINE_MAX_BYTES") {
+            settings.max_bytes = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(MultilineError::MaxBytes(v))?;
         }
         Ok(settings)
     }
@@ -126,6 +147,8 @@ impl Group {
 pub struct Merger {
     settings: MultilineSettings,
     groups: Mutex<HashMap<(String, Source), Group>>,
+    /// Groups sent because they reached `max_bytes`.
+    capped: Option<IntCounter>,
 }
 
 impl Merger {
@@ -133,6 +156,15 @@ impl Merger {
         Self {
             settings,
             groups: Mutex::new(HashMap::new()),
+            capped: None,
+        }
+    }
+
+    /// Counts the groups sent because they reached `MULTILINE_MAX_BYTES` in `counter`.
+    pub fn counting(self, counter: IntCounter) -> Self {
+        Self {
+            capped: Some(counter),
+            ..self
         }
     }
 
@@ -161,33 +193,41 @@ impl Merger {
             data: BytesMut::from(&message.data[..]),
             last_line: Instant::now(),
         };
-        if s.match_first_line {
-            if matched {
-                if let Some(old) = groups.insert(key, start()) {
-                    emit(&old.into_message());
-                }
-            } else {
-                match groups.get_mut(&key) {
-                    Some(group) => append(group),
-                    None => {
-                        groups.insert(key, start());
-                    }
+        // Whether this line still fits into `group` (else the group is sent first, counted).
+        let fits = |group: &Group| {
+            let fits = group.data.len() + s.separator.len() + message.data.len() <= s.max_bytes;
+            if !fits {
+                if let Some(capped) = &self.capped {
+                    capped.inc();
                 }
             }
+            fits
+        };
+        if matched && s.match_first_line {
+            if let Some(old) = groups.insert(key, start()) {
+                emit(&old.into_message());
+            }
         } else if matched {
-            let merged = match groups.remove(&key) {
-                Some(mut group) => {
+            // The line ends its group.
+            match groups.remove(&key) {
+                Some(mut group) if fits(&group) => {
                     append(&mut group);
-                    group.into_message()
+                    emit(&group.into_message());
                 }
-                None => message.clone(),
-            };
-            emit(&merged);
+                Some(group) => {
+                    emit(&group.into_message());
+                    emit(message);
+                }
+                None => emit(message),
+            }
         } else {
+            // The line continues a group (or starts one).
             match groups.get_mut(&key) {
-                Some(group) => append(group),
-                None => {
-                    groups.insert(key, start());
+                Some(group) if fits(group) => append(group),
+                _ => {
+                    if let Some(old) = groups.insert(key, start()) {
+                        emit(&old.into_message());
+                    }
                 }
             }
         }
@@ -319,6 +359,49 @@ mod tests {
     }
 
     #[test]
+    fn a_group_is_sent_when_it_reaches_max_bytes() {
+        // A container printing continuation lines without pause: 10,000 lines of 100 bytes
+        // (1 MB) never idle long enough for the flush; each group stays within the bound.
+        for vars in [&[][..], &[("MULTILINE_MAX_BYTES", "1000")][..]] {
+            let settings = settings(vars);
+            let max = settings.max_bytes;
+            let capped = IntCounter::new("capped", "test").unwrap();
+            let merger = Merger::new(settings).counting(capped.clone());
+            let continuation = format!(" {}", "c".repeat(99));
+            let mut out = Vec::new();
+            merger.feed(&line(&[], "Exception"), |m| out.push(m.data.clone()));
+            for _ in 0..10_000 {
+                merger.feed(&line(&[], &continuation), |m| out.push(m.data.clone()));
+            }
+            assert!(out.len() > 1, "{vars:?}: the group grew to its end");
+            assert!(out.iter().all(|d| d.len() <= max), "{vars:?}");
+            assert_eq!(capped.get(), out.len() as u64, "{vars:?}");
+            merger.flush_idle(true, |m| out.push(m.data.clone()));
+            let total: usize = out.iter().map(|d| d.len()).sum();
+            // Nothing is lost: every line is in some message (separators where merged).
+            let lines = out
+                .iter()
+                .map(|d| d.split(|b| *b == b'\n').count())
+                .sum::<usize>();
+            assert_eq!(lines, 10_001, "{vars:?}");
+            assert!(total >= 9 + 10_000 * 100, "{vars:?}");
+        }
+        // `last` mode: a line that would overflow the group ends it, and goes out alone.
+        let merger = Merger::new(settings(&[
+            ("MULTILINE_MATCH", "last"),
+            ("MULTILINE_PATTERN", "!$"),
+            ("MULTILINE_MAX_BYTES", "10"),
+        ]));
+        let mut out = Vec::new();
+        for l in ["aaaa", "bbbb", "cccc!"] {
+            merger.feed(&line(&[], l), |m| {
+                out.push(String::from_utf8_lossy(&m.data).into_owned())
+            });
+        }
+        assert_eq!(out, ["aaaa\nbbbb", "cccc!"]);
+    }
+
+    #[test]
     fn bad_settings_use_the_originals_messages() {
         let err = |vars: &[(&str, &str)]| {
             MultilineSettings::from_vars(|n| {
@@ -336,6 +419,10 @@ mod tests {
         assert!(
             err(&[("MULTILINE_PATTERN", "(")])
                 .starts_with("multiline: invalid value for MULTILINE_PATTERN")
+        );
+        assert!(
+            err(&[("MULTILINE_MAX_BYTES", "0")])
+                .starts_with("multiline: invalid value for MULTILINE_MAX_BYTES")
         );
         assert!(
             err(&[("MULTILINE_ENABLE_DEFAULT", "yes")])

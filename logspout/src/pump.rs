@@ -331,7 +331,7 @@ impl Pump {
         trigger: Trigger,
         shutdown: &CancellationToken,
     ) {
-        let short = &id[..id.len().min(12)];
+        let short = crate::message::short_id(id);
         let inspect = match self.inspect(id).await {
             Ok(inspect) => inspect,
             Err(e) => {

@@ -18,6 +18,8 @@ pub enum RouteError {
     MultilineWithoutSubAdapter,
     #[error("address {0}: missing port in address")]
     MissingPort(String),
+    #[error("address {0}: invalid port (must be 1 to 65535)")]
+    BadPort(String),
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
     #[error(transparent)]
@@ -187,8 +189,13 @@ impl Route {
     pub fn validate(mut self) -> Result<(Self, AdapterSpec), RouteError> {
         let (spec, adapter) = AdapterSpec::resolve(&self.adapter)?;
         self.adapter = adapter;
-        if !self.address.contains(':') {
+        let Some((_, port)) = self.address.rsplit_once(':') else {
             return Err(RouteError::MissingPort(self.address));
+        };
+        // The API and route files give any string: a port the sender could never dial is an
+        // error now, not a route that retries forever.
+        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Err(RouteError::BadPort(self.address));
         }
         if self.id.is_empty() {
             self.id = new_route_id();
@@ -253,6 +260,27 @@ pub fn expand_env(text: &str, lookup: &impl Fn(&str) -> Option<String>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_need_a_port_that_can_be_dialled() {
+        for address in ["h:99999", "h:0", "h:", "h:-1", "h:x", "[::1]:65536"] {
+            let route = Route {
+                adapter: "syslog".into(),
+                address: address.into(),
+                ..Route::default()
+            };
+            let err = route.validate().unwrap_err().to_string();
+            assert!(err.contains("invalid port"), "{address}: {err}");
+        }
+        for address in ["h:1", "[::1]:514", "127.0.0.1:65535"] {
+            let route = Route {
+                adapter: "syslog".into(),
+                address: address.into(),
+                ..Route::default()
+            };
+            assert!(route.validate().is_ok(), "{address}");
+        }
+    }
 
     #[test]
     fn uris_parse_into_routes() {

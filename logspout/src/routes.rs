@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::filter::{route_matches_container, route_matches_source};
+use crate::lines::MAX_DATAGRAM;
 use crate::message::{ContainerInfo, Message};
 use crate::metrics::Metrics;
 use crate::multiline::Merger;
@@ -55,10 +56,14 @@ struct RouteSink {
     id: String,
     address: String,
     renderer: Renderer,
+    /// One message is one datagram: at most [`MAX_DATAGRAM`] bytes each.
+    udp: bool,
     queue: Arc<RouteQueue>,
     /// This route's series of `lines_queued` and `lines_dropped` (looked up once).
     queued: IntCounter,
     dropped: IntCounter,
+    /// This route's series of `udp_oversize`.
+    udp_oversize: IntCounter,
     created: Instant,
     /// Seconds since `created` (plus the interval) of the last drop warning; 0 = none yet.
     last_warning: AtomicU64,
@@ -67,11 +72,51 @@ struct RouteSink {
 /// At most one "queue full" warning per route in this many seconds.
 const DROP_WARNING_INTERVAL_SECS: u64 = 10;
 
+/// A UDP message whose header leaves less room than this for the line is cut, not split.
+const MIN_DATAGRAM_ROOM: usize = 1024;
+
 impl RouteSink {
     /// Renders and queues a message (never waits); with `quietly`, the sender is woken later
-    /// (see [`RouteSelection::wake`]).
+    /// (see [`RouteSelection::wake`]). On UDP, a message that renders larger than a datagram
+    /// is sent as several, each with its own header (counted).
     fn push(&self, message: &Message, quietly: bool) {
-        let bytes = Bytes::from(self.renderer.render(message));
+        let rendered = self.renderer.render(message);
+        if self.udp && rendered.len() > MAX_DATAGRAM {
+            self.udp_oversize.inc();
+            for datagram in self.datagrams(message, rendered) {
+                self.enqueue(Bytes::from(datagram), quietly);
+            }
+            return;
+        }
+        self.enqueue(Bytes::from(rendered), quietly);
+    }
+
+    /// `message` (whose rendering is `rendered`, too large) as datagrams of at most
+    /// [`MAX_DATAGRAM`] bytes: the line split (at a UTF-8 character boundary where there is
+    /// one) into pieces that fit with the header, or the rendering cut when the header alone
+    /// leaves no room.
+    fn datagrams(&self, message: &Message, rendered: Vec<u8>) -> Vec<Vec<u8>> {
+        let overhead = rendered.len().saturating_sub(message.data.len());
+        let room = MAX_DATAGRAM.saturating_sub(overhead);
+        if room < MIN_DATAGRAM_ROOM {
+            return vec![cut_to_datagram(rendered)];
+        }
+        let mut out = Vec::new();
+        let mut rest = message.data.clone();
+        while !rest.is_empty() {
+            let piece = rest.split_to(char_boundary_at_most(&rest, room));
+            let part = Message {
+                data: piece,
+                ..message.clone()
+            };
+            // A template that escapes the line (`toJSON`) can still make a piece too large.
+            out.push(cut_to_datagram(self.renderer.render(&part)));
+        }
+        out
+    }
+
+    /// Queues one rendered message, counting it and what the queue dropped for it.
+    fn enqueue(&self, bytes: Bytes, quietly: bool) {
         let pushed = if quietly {
             self.queue.push_quietly(bytes)
         } else {
@@ -175,6 +220,11 @@ impl RouteTable {
         &self.ctx.metrics
     }
 
+    /// Sender tasks still running (those of removed or replaced routes end soon after).
+    pub fn running_senders(&self) -> usize {
+        self.senders.len()
+    }
+
     /// Validates and starts a route. Its destination need not be reachable: the sender retries.
     pub fn add(&self, route: Route, persist: bool) -> Result<Route, AddRouteError> {
         let (route, spec) = route.validate()?;
@@ -199,6 +249,7 @@ impl RouteTable {
             id: route.id.clone(),
             address: route.address.clone(),
             renderer,
+            udp: spec.transport == Transport::Udp,
             queue: queue.clone(),
             queued: self
                 .ctx
@@ -210,12 +261,22 @@ impl RouteTable {
                 .metrics
                 .lines_dropped
                 .with_label_values(&[&route.id]),
+            udp_oversize: self
+                .ctx
+                .metrics
+                .udp_oversize
+                .with_label_values(&[&route.id]),
             created: Instant::now(),
             last_warning: AtomicU64::new(0),
         });
-        let merger = spec
-            .multiline
-            .then(|| Arc::new(Merger::new(self.ctx.adapters.multiline.clone())));
+        let merger = spec.multiline.then(|| {
+            let capped = self
+                .ctx
+                .metrics
+                .multiline_capped
+                .with_label_values(&[&route.id]);
+            Arc::new(Merger::new(self.ctx.adapters.multiline.clone()).counting(capped))
+        });
         if let Some(merger) = &merger {
             tokio::spawn(flush_idle_groups(
                 merger.clone(),
@@ -240,9 +301,14 @@ impl RouteTable {
             merger,
             cancel,
         });
-        let mut routes: Vec<Arc<ActiveRoute>> = self
-            .routes
-            .load()
+        let current = self.routes.load();
+        // A route with this ID already (a persisted file naming an ID in use): the new one
+        // replaces it, and the old one's sender and flush task stop.
+        for old in current.iter().filter(|r| r.route.id == route.id) {
+            old.cancel.cancel();
+            tracing::info!(route = %route.id, "route replaced");
+        }
+        let mut routes: Vec<Arc<ActiveRoute>> = current
             .iter()
             .filter(|r| r.route.id != route.id)
             .cloned()
@@ -412,4 +478,175 @@ pub enum AddRouteError {
     Route(#[from] RouteError),
     #[error(transparent)]
     Persist(#[from] PersistError),
+}
+
+/// The largest index `<= at` (and `> 0`) that is no UTF-8 continuation byte of `data`, so that
+/// a split there keeps characters whole; `at` itself when there is none nearby (not UTF-8).
+fn char_boundary_at_most(data: &[u8], at: usize) -> usize {
+    if at >= data.len() {
+        return data.len();
+    }
+    (at.saturating_sub(3)..=at)
+        .rev()
+        .find(|&i| i > 0 && data[i] & 0xC0 != 0x80)
+        .unwrap_or(at)
+}
+
+/// Cuts a rendered message to [`MAX_DATAGRAM`] bytes, keeping its final LF.
+fn cut_to_datagram(mut rendered: Vec<u8>) -> Vec<u8> {
+    if rendered.len() > MAX_DATAGRAM {
+        let newline = rendered.last() == Some(&b'\n');
+        rendered.truncate(MAX_DATAGRAM);
+        if newline {
+            rendered[MAX_DATAGRAM - 1] = b'\n';
+        }
+    }
+    rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Source;
+    use crate::render::AdapterSettings;
+    use crate::route::AdapterSpec;
+    use chrono::Utc;
+
+    fn context() -> RouteContext {
+        RouteContext {
+            adapters: AdapterSettings::default(),
+            tls: TlsSettings::default(),
+            queue_bytes: 1 << 20,
+            backoff: Backoff::default(),
+            timeouts: crate::sender::Timeouts::DEFAULT,
+            metrics: Metrics::new().unwrap(),
+        }
+    }
+
+    fn message(data: Vec<u8>) -> Message {
+        Message {
+            container: Arc::new(ContainerInfo {
+                id: "c".repeat(64),
+                name: "/web".into(),
+                ..ContainerInfo::default()
+            }),
+            source: Source::Stdout,
+            data: Bytes::from(data),
+            time: Utc::now(),
+        }
+    }
+
+    /// A sink of `adapter` whose queue the test reads (no sender).
+    fn sink(adapter: &str) -> RouteSink {
+        let (spec, _) = AdapterSpec::resolve(adapter).unwrap();
+        let counter = |name: &str| IntCounter::new(name, "test").unwrap();
+        RouteSink {
+            id: "r".into(),
+            address: "127.0.0.1:9".into(),
+            renderer: Renderer::new(spec, &AdapterSettings::default(), &HashMap::new()).unwrap(),
+            udp: spec.transport == Transport::Udp,
+            queue: Arc::new(RouteQueue::new(1 << 22)),
+            queued: counter("queued"),
+            dropped: counter("dropped"),
+            udp_oversize: counter("oversize"),
+            created: Instant::now(),
+            last_warning: AtomicU64::new(0),
+        }
+    }
+
+    async fn queued(sink: &RouteSink) -> Vec<Bytes> {
+        sink.queue.close();
+        sink.queue
+            .batch(0, usize::MAX)
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn udp_messages_larger_than_a_datagram_are_split_into_datagrams() {
+        // A full-size piece (MAX_LINE bytes) of ASCII, and one of 2-byte characters.
+        for data in [
+            vec![b'x'; crate::lines::MAX_LINE],
+            "é".repeat(40_000).into_bytes(),
+        ] {
+            let raw = sink("raw");
+            raw.push(&message(data.clone()), false);
+            let datagrams = queued(&raw).await;
+            assert!(
+                datagrams.len() > 1,
+                "one datagram of {}",
+                datagrams[0].len()
+            );
+            let mut joined = Vec::new();
+            for d in &datagrams {
+                assert!(d.len() <= MAX_DATAGRAM, "datagram of {} bytes", d.len());
+                let line = d.strip_suffix(b"\n").unwrap();
+                assert!(std::str::from_utf8(line).is_ok(), "a character was cut");
+                joined.extend_from_slice(line);
+            }
+            assert_eq!(joined, data, "the pieces are the line, in order");
+            assert_eq!(raw.udp_oversize.get(), 1);
+
+            let syslog = sink("syslog");
+            syslog.push(&message(data.clone()), false);
+            let datagrams = queued(&syslog).await;
+            assert!(datagrams.len() > 1);
+            assert!(datagrams.iter().all(|d| d.len() <= MAX_DATAGRAM));
+            assert!(datagrams.iter().all(|d| d.starts_with(b"<14>1 ")));
+        }
+        // TCP has no such bound; a message that fits is untouched.
+        let tcp = sink("raw+tcp");
+        tcp.push(&message(vec![b'y'; crate::lines::MAX_LINE]), false);
+        assert_eq!(queued(&tcp).await.len(), 1);
+        let small = sink("syslog");
+        small.push(&message(b"hello".to_vec()), false);
+        assert_eq!(queued(&small).await.len(), 1);
+        assert_eq!(small.udp_oversize.get(), 0);
+    }
+
+    #[test]
+    fn datagrams_are_cut_at_character_boundaries_and_keep_their_newline() {
+        assert_eq!(char_boundary_at_most("aé".as_bytes(), 2), 1);
+        assert_eq!(char_boundary_at_most("aé".as_bytes(), 1), 1);
+        assert_eq!(char_boundary_at_most(b"abc", 5), 3);
+        assert_eq!(
+            char_boundary_at_most(&[0x80; 8], 4),
+            4,
+            "not UTF-8: cut anyway"
+        );
+        let mut long = vec![b'z'; MAX_DATAGRAM + 10];
+        long.push(b'\n');
+        let cut = cut_to_datagram(long);
+        assert_eq!((cut.len(), cut.last()), (MAX_DATAGRAM, Some(&b'\n')));
+    }
+
+    #[tokio::test]
+    async fn a_route_added_with_an_existing_id_replaces_the_old_one_and_its_sender() {
+        // A listener that never accepts: each sender connects and waits for lines.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let table = RouteTable::new(context(), None);
+        let route = Route {
+            id: "dup".into(),
+            adapter: "raw+tcp".into(),
+            address,
+            ..Route::default()
+        };
+        table.add(route.clone(), false).unwrap();
+        table.add(route.clone(), false).unwrap();
+        table.add(route, false).unwrap();
+        assert_eq!(table.list().len(), 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while table.running_senders() > 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} senders still run for one route",
+                table.running_senders()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(table.running_senders(), 1);
+        assert!(table.remove("dup").unwrap());
+    }
 }
