@@ -149,8 +149,14 @@ impl Stall {
         }
     }
 
-    /// A batch was written. True if that ended a stall.
-    fn delivered(&mut self, sender: &Sender) -> bool {
+    /// A batch was written on a connection made at `connected_at`; `caught_up`: nothing else
+    /// is queued. True if that ended a stall: a peer that stopped reading takes writes until
+    /// its buffers are full, so a stall ends only once the queue is drained or the connection
+    /// has taken writes for longer than the write timeout.
+    fn delivered(&mut self, sender: &Sender, connected_at: Instant, caught_up: bool) -> bool {
+        if self.since.is_none() || !(caught_up || connected_at.elapsed() >= sender.timeouts.write) {
+            return false;
+        }
         let Some(since) = self.since.take() else {
             return false;
         };
@@ -170,6 +176,7 @@ impl Sender {
         let mut connection: Option<Connection> = None;
         let mut delays = self.backoff.delays();
         let mut stall = Stall::new(&self);
+        let mut connected_at = Instant::now();
         // The last connection was lost or the last attempt failed: the next attempt is a reconnect.
         let mut lost = false;
         loop {
@@ -213,6 +220,7 @@ impl Sender {
                                 tracing::info!(route = %self.route_id, address = %self.address, %peer, "connected");
                             }
                             lost = false;
+                            connected_at = Instant::now();
                             connection.insert(conn)
                         }
                         Err(e) => {
@@ -247,7 +255,7 @@ impl Sender {
                             .with_label_values(&[&self.route_id])
                             .inc_by(undeliverable as u64);
                     }
-                    if stall.delivered(&self) {
+                    if stall.delivered(&self, connected_at, self.queue.is_empty()) {
                         delays = self.backoff.delays();
                     }
                 }
