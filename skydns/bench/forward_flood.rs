@@ -118,6 +118,7 @@ async fn main() {
         })
     };
 
+    let rate = qps.clone();
     let output = tokio::task::spawn_blocking(move || {
         Command::new("dnsperf")
             .args(["-s", "127.0.0.1", "-p", &port.to_string()])
@@ -133,7 +134,7 @@ async fn main() {
                 "-t",
                 "1",
             ])
-            .args(["-Q", &qps])
+            .args(["-Q", &rate])
             .output()
             .expect("run dnsperf (apt-get install dnsperf)")
     })
