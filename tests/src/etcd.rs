@@ -260,6 +260,91 @@ impl EtcdCluster {
     }
 }
 
+impl EtcdCluster {
+    /// Kills one member with SIGKILL (a crash); same as [`stop_member`](Self::stop_member).
+    pub fn kill_member(&mut self, index: usize) {
+        self.members[index].kill();
+    }
+
+    /// Starts a killed member again without waiting for it to serve (it cannot while the
+    /// cluster has no quorum); [`wait_serving`](Self::wait_serving) waits.
+    pub fn start_member(&mut self, index: usize) {
+        assert!(
+            self.members[index].child.is_none(),
+            "member {index} is running"
+        );
+        self.spawn_member(index);
+    }
+
+    /// Waits until every started member serves linearizable reads (the cluster has quorum).
+    pub async fn wait_serving(&mut self) {
+        if let Err(err) = self.wait_ready().await {
+            panic!("etcd cluster not serving: {err}");
+        }
+    }
+
+    /// Whether the member's process is running (paused counts as running).
+    pub fn member_running(&mut self, index: usize) -> bool {
+        !self.members[index].exited()
+    }
+
+    /// Freezes a member with SIGSTOP: its sockets stay open but it answers nothing, as a hung
+    /// host would.
+    pub fn pause_member(&self, index: usize) {
+        self.signal_member(index, libc::SIGSTOP);
+    }
+
+    /// Resumes a member frozen by [`pause_member`](Self::pause_member) with SIGCONT.
+    pub fn resume_member(&self, index: usize) {
+        self.signal_member(index, libc::SIGCONT);
+    }
+
+    #[allow(unsafe_code)]
+    fn signal_member(&self, index: usize, signal: libc::c_int) {
+        let child = self.members[index]
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("etcd member {index} is not running"));
+        let pid = libc::pid_t::try_from(child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "signal {signal} to etcd member {index} failed");
+    }
+
+    /// The index of the current leader, asked of each member that answers within 2 s.
+    pub async fn leader(&self) -> Option<usize> {
+        for index in 0..self.members.len() {
+            if self.members[index].child.is_none() {
+                continue;
+            }
+            let Ok(mut settings) = EtcdSettings::new(&self.members[index].client_url()) else {
+                continue;
+            };
+            settings.connect_timeout = Duration::from_secs(1);
+            settings.request_timeout = Duration::from_secs(2);
+            let Ok(mut client) = settings.connect().await else {
+                continue;
+            };
+            let Ok(status) = client.status().await else {
+                continue;
+            };
+            let Some(id) = status.header().map(|h| h.member_id()) else {
+                continue;
+            };
+            if status.leader() != id {
+                continue;
+            }
+            return Some(index);
+        }
+        None
+    }
+
+    /// `127.0.0.1:<client port>` of one member.
+    pub fn member_addr(&self, index: usize) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.members[index].client_port))
+    }
+}
+
 impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for member in &mut self.members {

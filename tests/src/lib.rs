@@ -5,10 +5,13 @@
 //! TLS front for the Docker Engine. Everything a test starts is stopped when its handle is
 //! dropped, also on panic.
 
+pub mod cluster;
 pub mod dns;
 pub mod docker;
 pub mod docker_proxy;
 pub mod etcd;
+pub mod etcd_proxy;
+pub mod hosts;
 pub mod http;
 pub mod images;
 pub mod process;

@@ -1,0 +1,321 @@
+//! The cluster and fault suite (issue 12): two extra Docker daemons as two hosts, a 3-member
+//! etcd, registrator and skydns on each host (processes from our binaries, see
+//! `harness::cluster`), a workload of busybox containers with random published ports, and one
+//! fault per test. Each test checks exact sets (etcd's whole prefix against the running
+//! containers, every skydns answer for every name against etcd's records) after convergence
+//! within a generous deadline, and measures what it does not assert tightly: the longest time a
+//! known name went unanswered, how long convergence took after the fault ended, and the slowest
+//! start or stop to show in DNS. Every test adds a row to one table, printed after each test
+//! (the last one prints all rows; run with `--nocapture` to see it):
+//!
+//! `cargo test -p harness --test cluster -- --nocapture --test-threads 1`
+//!
+//! The tests run one at a time (a lock), since each starts two daemons on a small machine.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use harness::cluster::{Cluster, Op, Probe, Row, TTL, Workload, record_row, stable_name, visible};
+
+/// Hosts (extra Docker daemons) per test.
+const HOSTS: usize = 2;
+/// Generous deadline for convergence: a loaded 2-core machine must not make the suite flaky.
+const CONVERGE: Duration = Duration::from_secs(30);
+/// Average workload containers per host.
+const PER_HOST: usize = 3;
+/// A known name may go unanswered this long before a check fails (the figure is printed).
+const MAX_GAP: Duration = Duration::from_secs(5);
+
+/// Runs one test's body on its own runtime, one test at a time.
+fn serialized(body: impl std::future::Future<Output = ()>) {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the test")
+        .block_on(body);
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("HARNESS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        });
+    eprintln!("workload seed (HARNESS_SEED): {seed}");
+    seed
+}
+
+/// A cluster with the stable containers and a few random ones, converged.
+async fn setup() -> (Cluster, Workload) {
+    let started = Instant::now();
+    let cluster = Cluster::start(HOSTS).await;
+    let mut workload = Workload::new(seed());
+    workload.start_stable(&cluster).await;
+    for _ in 0..PER_HOST * HOSTS {
+        workload.step(&cluster, PER_HOST).await;
+    }
+    let (took, comparison) = cluster.converge(CONVERGE).await;
+    assert!(
+        comparison.converged(),
+        "the cluster did not converge before any fault: {comparison:?}"
+    );
+    eprintln!(
+        "cluster up in {:?} (converged {took:?} after the first containers)",
+        started.elapsed()
+    );
+    (cluster, workload)
+}
+
+fn all_dns(cluster: &Cluster) -> Vec<harness::DnsClient> {
+    cluster.hosts.iter().map(|h| h.dns.clone()).collect()
+}
+
+/// How long `op` took to show in host `via`'s skydns (records present after a start, absent
+/// after a stop); panics after the convergence deadline.
+async fn op_latency(cluster: &Cluster, op: &Op, via: usize) -> Duration {
+    visible(&cluster.hosts[via].dns, &op.records, op.started, CONVERGE)
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "{} of {} not in DNS after {CONVERGE:?}",
+                if op.started { "start" } else { "stop" },
+                op.container.name
+            )
+        })
+}
+
+/// Converges, asserts exact sets, and fills the row's missing/stale/converge columns.
+async fn converge_into(cluster: &Cluster, row: &mut Row, since: Instant) {
+    let (_, comparison) = cluster.converge(CONVERGE).await;
+    row.converge_ms = since.elapsed().as_millis();
+    row.missing = comparison.missing();
+    row.stale = comparison.stale();
+    if !comparison.converged() {
+        record_row(row.clone());
+    }
+    assert!(
+        comparison.converged(),
+        "{}: not converged {CONVERGE:?} after the fault: {comparison:?}",
+        row.fault
+    );
+}
+
+#[test]
+fn etcd_member_killed_and_restarted_one_at_a_time() {
+    serialized(etcd_member_killed_and_restarted_one_at_a_time_body());
+}
+
+async fn etcd_member_killed_and_restarted_one_at_a_time_body() {
+    let (mut cluster, mut workload) = setup().await;
+    let mut row = Row {
+        fault: "1. etcd member SIGKILLed, restarted; each in turn".into(),
+        ..Row::default()
+    };
+    let names: Vec<String> = (0..HOSTS).map(stable_name).collect();
+    let probe = Probe::start(all_dns(&cluster), names);
+    let ops_before = workload.operations;
+    let mut slowest = Duration::ZERO;
+    let mut fault_end = Instant::now();
+    for member in [0, 0, 1, 2] {
+        cluster.etcd.kill_member(member);
+        row.faults += 1;
+        for _ in 0..3 {
+            let op = workload.step(&cluster, PER_HOST).await;
+            let via = cluster.hosts.len() - 1 - op.container.host;
+            slowest = slowest.max(op_latency(&cluster, &op, via).await);
+        }
+        cluster.etcd.start_member(member);
+        cluster.etcd.wait_serving().await;
+        fault_end = Instant::now();
+        let op = workload.step(&cluster, PER_HOST).await;
+        slowest = slowest.max(op_latency(&cluster, &op, 0).await);
+    }
+    converge_into(&cluster, &mut row, fault_end).await;
+    let gap = probe.stop().await;
+    row.operations = workload.operations - ops_before;
+    row.longest_gap_ms = gap.as_millis();
+    row.slowest_op_ms = slowest.as_millis();
+    cluster.assert_running();
+    record_row(row);
+    assert!(gap < MAX_GAP, "a known name went unanswered for {gap:?}");
+}
+
+#[test]
+fn quorum_lost_for_20_s_then_restored() {
+    serialized(quorum_lost_for_20_s_then_restored_body());
+}
+
+async fn quorum_lost_for_20_s_then_restored_body() {
+    let (mut cluster, mut workload) = setup().await;
+    let mut row = Row {
+        fault: "2. quorum lost 20 s (2 members killed, leader paused)".into(),
+        ..Row::default()
+    };
+    let names: Vec<String> = (0..HOSTS).map(stable_name).collect();
+    let probe = Probe::start(all_dns(&cluster), names);
+    let ops_before = workload.operations;
+    let leader = cluster
+        .etcd
+        .leader()
+        .await
+        .expect("the cluster has a leader");
+    let others: Vec<usize> = (0..3).filter(|&m| m != leader).collect();
+    let outage = Instant::now();
+    for &m in &others {
+        cluster.etcd.kill_member(m);
+    }
+    cluster.etcd.pause_member(leader);
+    row.faults = 3;
+    let mut ops = Vec::new();
+    while outage.elapsed() < Duration::from_secs(20) {
+        ops.push(workload.step(&cluster, PER_HOST).await);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    cluster.assert_running();
+    cluster.etcd.resume_member(leader);
+    for &m in &others {
+        cluster.etcd.start_member(m);
+    }
+    cluster.etcd.wait_serving().await;
+    let restored = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for op in &ops {
+        slowest = slowest.max(op_latency(&cluster, op, 0).await);
+    }
+    // Measured from the end of the outage: the operations could not land before.
+    let slowest_after_restore = restored.elapsed();
+    converge_into(&cluster, &mut row, restored).await;
+    let gap = probe.stop().await;
+    row.operations = workload.operations - ops_before;
+    row.longest_gap_ms = gap.as_millis();
+    row.slowest_op_ms = slowest.max(slowest_after_restore).as_millis();
+    cluster.assert_running();
+    record_row(row);
+    assert!(
+        gap < MAX_GAP,
+        "skydns stopped answering a known name for {gap:?} during the quorum loss"
+    );
+}
+
+#[test]
+fn registrator_killed_its_records_expire_and_come_back() {
+    serialized(registrator_killed_its_records_expire_and_come_back_body());
+}
+
+async fn registrator_killed_its_records_expire_and_come_back_body() {
+    let (mut cluster, mut workload) = setup().await;
+    let mut row = Row {
+        fault: "3. one host's registrator SIGKILLed, restarted".into(),
+        ..Row::default()
+    };
+    // Host 0 loses its registrator; host 1's names must keep answering everywhere.
+    let probe = Probe::start(all_dns(&cluster), vec![stable_name(1)]);
+    let ops_before = workload.operations;
+    cluster.hosts[0].registrator.kill();
+    let killed = Instant::now();
+    row.faults = 1;
+    let mut slowest = Duration::ZERO;
+    for _ in 0..2 {
+        let op = workload.step_on(&cluster, &[1], PER_HOST).await;
+        slowest = slowest.max(op_latency(&cluster, &op, 0).await);
+    }
+    // Host 0's records leave etcd and DNS: what should exist is then host 1's records only.
+    let host0_ip = cluster.hosts[0].ip;
+    let gone = async {
+        loop {
+            let expected = cluster.expected().await;
+            let mut others = expected.clone();
+            others.retain(|r, _| r.ip != host0_ip);
+            let in_etcd = cluster.in_etcd().await;
+            let stable_gone = harness::cluster::srv_targets(&cluster.hosts[1].dns, &stable_name(0))
+                .await
+                .is_some_and(|p| p.is_empty());
+            if in_etcd.as_ref() == Some(&others) && stable_gone {
+                return killed.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let expired = tokio::time::timeout(Duration::from_secs(TTL) + CONVERGE, gone)
+        .await
+        .unwrap_or_else(|_| panic!("host 0's records still in etcd/DNS long after one TTL"));
+    eprintln!("host 0's records left etcd and DNS {expired:?} after its registrator was killed");
+    assert!(
+        expired < Duration::from_secs(TTL * 2),
+        "host 0's records outlived one TTL ({TTL} s) by far: {expired:?}"
+    );
+    cluster.hosts[0].registrator.restart();
+    let restarted = Instant::now();
+    converge_into(&cluster, &mut row, restarted).await;
+    let gap = probe.stop().await;
+    row.operations = workload.operations - ops_before;
+    row.longest_gap_ms = gap.as_millis();
+    row.slowest_op_ms = slowest.as_millis();
+    cluster.assert_running();
+    record_row(row);
+    assert!(gap < MAX_GAP, "host 1's name went unanswered for {gap:?}");
+}
+
+#[test]
+fn host_partitioned_from_etcd_longer_than_the_ttl_then_healed() {
+    serialized(host_partitioned_from_etcd_longer_than_the_ttl_then_healed_body());
+}
+
+async fn host_partitioned_from_etcd_longer_than_the_ttl_then_healed_body() {
+    let (mut cluster, mut workload) = setup().await;
+    let mut row = Row {
+        fault: "4. host cut from every etcd member for TTL + 4 s, healed".into(),
+        ..Row::default()
+    };
+    let probe = Probe::start(vec![cluster.hosts[1].dns.clone()], vec![stable_name(1)]);
+    let ops_before = workload.operations;
+    cluster.hosts[0].partition();
+    let cut = Instant::now();
+    row.faults = 1;
+    let mut ops = Vec::new();
+    for _ in 0..2 {
+        ops.push(workload.step_on(&cluster, &[0], PER_HOST).await);
+    }
+    // While cut, host 0's records expire: etcd holds only host 1's.
+    let host0_ip = cluster.hosts[0].ip;
+    let expired = async {
+        loop {
+            let mut others = cluster.expected().await;
+            others.retain(|r, _| r.ip != host0_ip);
+            if cluster.in_etcd().await.as_ref() == Some(&others) {
+                return cut.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let expired = tokio::time::timeout(Duration::from_secs(TTL) + CONVERGE, expired)
+        .await
+        .unwrap_or_else(|_| panic!("host 0's records did not expire while it was cut"));
+    eprintln!("host 0's records expired {expired:?} after the partition");
+    let hold = Duration::from_secs(TTL + 4);
+    if let Some(rest) = hold.checked_sub(cut.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    cluster.hosts[0].heal();
+    let healed = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for op in &ops {
+        slowest = slowest.max(op_latency(&cluster, op, 1).await);
+    }
+    let slowest = slowest.max(healed.elapsed());
+    converge_into(&cluster, &mut row, healed).await;
+    let gap = probe.stop().await;
+    row.operations = workload.operations - ops_before;
+    row.longest_gap_ms = gap.as_millis();
+    row.slowest_op_ms = slowest.as_millis();
+    cluster.assert_running();
+    record_row(row);
+    assert!(gap < MAX_GAP, "host 1's name went unanswered for {gap:?}");
+}
