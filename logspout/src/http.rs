@@ -316,9 +316,15 @@ async fn send_frames(
         seen: Vec::new(),
     };
     loop {
+        // The client's frames are read too, so a client that goes away (or closes) ends the
+        // stream and frees its tap at once, not at the next line that matches it.
         let next = tokio::select! {
             _ = shutdown.cancelled() => None,
             next = rx.recv() => next,
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Close(_)) | Err(_)) | None => None,
+                Some(Ok(_)) => continue,
+            },
         };
         let Some(message) = next else { break };
         let text = String::from_utf8_lossy(&format.format(&message)).into_owned();

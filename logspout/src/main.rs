@@ -37,7 +37,24 @@ fn main() -> ExitCode {
         return healthcheck_main();
     }
     let command = Args::command();
-    let args = Args::parse_from(common::cli::go_style_args(&command, argv));
+    let args = match Args::try_parse_from(common::cli::go_style_args(&command, argv)) {
+        Ok(args) => args,
+        // `--help`: printed on stdout.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        // A bad flag or `LOGSPOUT_LOG_JSON` value: one line, like every other bad setting.
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            eprintln!(
+                "!! {}",
+                one_line(first.strip_prefix("error: ").unwrap_or(first))
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     if args.version {
         println!("{}", logspout::VERSION);
         return ExitCode::SUCCESS;
@@ -52,7 +69,7 @@ fn main() -> ExitCode {
     match runtime.block_on(start(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("!! {e:#}");
+            eprintln!("!! {}", one_line(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -88,4 +105,18 @@ fn healthcheck_main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error message as one line: values quoted in it may hold newlines or other control
+/// characters, which are escaped (`\n`).
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
