@@ -592,3 +592,42 @@ fn logs_streams_are_bounded_and_freed_when_clients_leave() {
         assert_eq!(logspout.get("/health").await.0, 200);
     });
 }
+
+/// A container with a 100 KB label, a 100 KB environment variable and an odd name is attached
+/// and shipped (also through a template reading them), and `/logs` shows it.
+#[test]
+fn huge_docker_metadata_is_shipped() {
+    let rt = runtime();
+    rt.block_on(async {
+        let docker = harness::TestDocker::connect().await;
+        let receiver = harness::SyslogReceiver::start().await;
+        let name = support::unique("ls-huge.meta_");
+        let route = format!("raw+tcp://127.0.0.1:{}?filter.name={name}", receiver.port());
+        let logspout = Logspout::start(
+            Some(&route),
+            &[(
+                "RAW_FORMAT",
+                "{{.Data}} {{index .Container.Config.Labels \"big\"}}\n",
+            )],
+        )
+        .await;
+        let big = "L".repeat(100_000);
+        let _c = docker
+            .run(
+                harness::ContainerSpec::shell("echo huge-meta; sleep 30")
+                    .name(&name)
+                    .network_mode("none")
+                    .label("big", &big)
+                    .env("HUGE", &"E".repeat(100_000)),
+            )
+            .await;
+        let message = receiver.wait_for_msg("huge-meta", WAIT).await;
+        let text = message.raw_text();
+        assert!(
+            text.starts_with("huge-meta L"),
+            "{}",
+            &text[..text.len().min(200)]
+        );
+        assert_eq!(logspout.get("/health").await.0, 200);
+    });
+}
