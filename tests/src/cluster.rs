@@ -201,12 +201,21 @@ impl Host {
     }
 }
 
-/// The whole cluster; dropped → components stopped, daemons and etcd removed.
+/// The whole cluster; dropped → components stopped, daemons and etcd removed (component logs
+/// too, unless `HARNESS_KEEP_LOGS` is set).
 #[derive(Debug)]
 pub struct Cluster {
     pub hosts: Vec<Host>,
     pub etcd: EtcdCluster,
-    _logs: tempfile::TempDir,
+    logs: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::env::var_os("HARNESS_KEEP_LOGS").is_some() {
+            self.logs.disable_cleanup(true);
+        }
+    }
 }
 
 impl Cluster {
@@ -229,6 +238,9 @@ impl Cluster {
             .prefix("harness-cluster-")
             .tempdir()
             .expect("a directory for component logs");
+        if std::env::var_os("HARNESS_KEEP_LOGS").is_some() {
+            eprintln!("component logs kept in {}", logs.path().display());
+        }
         let daemons =
             futures_util::future::join_all((0..hosts).map(|_| DockerDaemon::start(&[TEST_IMAGE])))
                 .await;
@@ -279,7 +291,7 @@ impl Cluster {
         let cluster = Self {
             hosts: list,
             etcd,
-            _logs: logs,
+            logs,
         };
         for host in &cluster.hosts {
             crate::wait_until(
@@ -365,6 +377,12 @@ impl Cluster {
     /// Compares the whole picture once: (missing, stale) between what should exist and etcd,
     /// plus, for every host's skydns and every name, SRV answers (address, port) missing or extra.
     pub async fn compare(&self) -> Comparison {
+        let all: Vec<usize> = (0..self.hosts.len()).collect();
+        self.compare_via(&all).await
+    }
+
+    /// As [`compare`](Self::compare), asking only the skydns of `dns_hosts`.
+    pub async fn compare_via(&self, dns_hosts: &[usize]) -> Comparison {
         let expected = self.expected().await;
         let Some(actual) = self.in_etcd().await else {
             return Comparison {
@@ -373,6 +391,7 @@ impl Cluster {
                 dns_missing: 0,
                 dns_stale: 0,
                 etcd_answered: false,
+                dns_by_host: Vec::new(),
             };
         };
         let (etcd_missing, etcd_stale) = diff(&expected, &actual);
@@ -385,7 +404,9 @@ impl Cluster {
                 .or_insert(0) += count;
         }
         let (mut dns_missing, mut dns_stale) = (0, 0);
-        for host in &self.hosts {
+        let mut dns_by_host = Vec::new();
+        for host in self.hosts.iter().filter(|h| dns_hosts.contains(&h.index)) {
+            let before = (dns_missing, dns_stale);
             for name in self.all_names() {
                 let wanted = wanted_ports.get(&name).cloned().unwrap_or_default();
                 let got = srv_targets(&host.dns, &name).await;
@@ -398,6 +419,7 @@ impl Cluster {
                     None => dns_missing += wanted.values().sum::<usize>(),
                 }
             }
+            dns_by_host.push((dns_missing - before.0, dns_stale - before.1));
         }
         Comparison {
             etcd_missing,
@@ -405,15 +427,31 @@ impl Cluster {
             dns_missing,
             dns_stale,
             etcd_answered: true,
+            dns_by_host,
         }
     }
 
     /// Waits until etcd and every skydns equal what should exist; returns how long that took
     /// and the last comparison (not converged if `deadline` passed first).
     pub async fn converge(&self, deadline: Duration) -> (Duration, Comparison) {
+        let all: Vec<usize> = (0..self.hosts.len()).collect();
+        self.converge_via(deadline, &all).await
+    }
+
+    /// As [`converge`](Self::converge), asking only the skydns of `dns_hosts`.
+    pub async fn converge_via(
+        &self,
+        deadline: Duration,
+        dns_hosts: &[usize],
+    ) -> (Duration, Comparison) {
         let start = Instant::now();
+        let mut last = None;
         loop {
-            let comparison = self.compare().await;
+            let comparison = self.compare_via(dns_hosts).await;
+            if last.as_ref() != Some(&comparison) {
+                eprintln!("  after {:?}: {comparison:?}", start.elapsed());
+                last = Some(comparison.clone());
+            }
             if comparison.converged() || start.elapsed() > deadline {
                 return (start.elapsed(), comparison);
             }
@@ -423,13 +461,15 @@ impl Cluster {
 }
 
 /// The result of [`Cluster::compare`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comparison {
     pub etcd_missing: usize,
     pub etcd_stale: usize,
     pub dns_missing: usize,
     pub dns_stale: usize,
     pub etcd_answered: bool,
+    /// (missing, stale) in each host's skydns answers.
+    pub dns_by_host: Vec<(usize, usize)>,
 }
 
 impl Comparison {
