@@ -3,6 +3,21 @@
 
 use clap::Command;
 
+/// The process arguments as text. `std::env::args` panics on an argument that is not UTF-8;
+/// this names it instead, for the one error line the binary prints before exiting.
+pub fn utf8_args() -> Result<Vec<String>, String> {
+    std::env::args_os()
+        .map(|arg| {
+            arg.into_string().map_err(|bad| {
+                format!(
+                    "invalid argument {:?}: not valid UTF-8",
+                    bad.to_string_lossy()
+                )
+            })
+        })
+        .collect()
+}
+
 /// Rewrites `-name` and `-name=value` to `--name`/`--name=value` when `name` is a long flag of
 /// `command` (two characters or more). Everything else is left alone: short flags (`-v`),
 /// values (`-1` after `-retry-attempts`), everything after `--`, and positional arguments.

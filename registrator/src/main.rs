@@ -9,7 +9,13 @@ use registrator::Options;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    let argv = match common::cli::utf8_args() {
+        Ok(argv) => argv,
+        Err(error) => {
+            eprintln!("registrator: {error}");
+            return ExitCode::from(2);
+        }
+    };
     if argv.get(1).map(String::as_str) == Some("healthcheck") {
         return healthcheck_main(&argv).await;
     }
