@@ -821,3 +821,49 @@ async fn internal_on_a_user_defined_network_registers_the_address_on_that_networ
     )
     .await;
 }
+
+#[tokio::test]
+async fn hostile_container_metadata_is_skipped_and_the_rest_is_registered() {
+    let docker = TestDocker::connect().await;
+    let etcd = EtcdServer::start().await;
+    let mut client = etcd.client().await;
+    let registry = uri(&etcd, "hostile.example.local");
+    let mut registrator = Registrator::start(&[&registry]);
+    // What Docker accepts but no DNS name can hold: a 200 KB label, hundreds of SERVICE_
+    // variables, names with spaces, control characters and emoji, ports out of range.
+    let mut hostile = ContainerSpec::idle()
+        .publish(80)
+        .publish_udp(53)
+        .label("SERVICE_TAGS", &"t,".repeat(100_000))
+        .env("SERVICE_NAME", "na me\u{1}\u{1F600}")
+        .env("SERVICE_80_ID", &"x".repeat(70_000))
+        .env("SERVICE_99999_NAME", "nope")
+        .env("SERVICE_53_NAME", "..");
+    for i in 0..300 {
+        hostile = hostile.env(&format!("SERVICE_{i}_TAGS"), "\u{7f}é");
+    }
+    let _hostile = docker.run(hostile).await;
+    let plain = docker
+        .run(
+            ContainerSpec::idle()
+                .publish(80)
+                .env("SERVICE_NAME", "plain")
+                .env("SERVICE_ID", "p1"),
+        )
+        .await;
+    let value = ServiceRecord::new("127.0.0.1", plain.host_port("80/tcp").await)
+        .to_json()
+        .unwrap();
+    wait_key(
+        &mut client,
+        "/skydns/local/example/hostile/plain/p1",
+        Some(&value),
+    )
+    .await;
+    assert!(registrator.is_running(), "{}", registrator.log());
+    // Whatever was written for the hostile container is a key skydns can answer for.
+    let schema = KeySchema::default();
+    for key in records(&mut client, "/skydns/").await.keys() {
+        assert!(schema.name(key).is_ok(), "unanswerable key {key:?}");
+    }
+}

@@ -478,3 +478,137 @@ fn image_names() {
         assert_eq!(image_name(image), name, "{image}");
     }
 }
+
+mod hostile {
+    //! Generated hostile inspect data: huge, non-ASCII and control-character metadata, odd port
+    //! specs and bindings. Derivation never panics, and every record it yields has a key that
+    //! skydns can answer for (or is refused with an error, never written half-valid).
+
+    use super::*;
+    use crate::registry_uri::RegistryUri;
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z0-9._-]{0,12}",
+            "\\PC{0,40}",
+            Just("x".repeat(70_000)),
+            Just("é".repeat(300)),
+            Just(String::from("\u{0}\u{7f}\n\t/..//")),
+        ]
+    }
+
+    fn env_entry() -> impl Strategy<Value = String> {
+        let field = prop_oneof![
+            Just("NAME"),
+            Just("ID"),
+            Just("TAGS"),
+            Just("IGNORE"),
+            Just("CHECK_HTTP"),
+            Just(""),
+        ];
+        let port = prop_oneof![
+            Just(String::new()),
+            (0u32..70_000).prop_map(|p| format!("{p}_")),
+            text().prop_map(|t| format!("{t}_")),
+        ];
+        prop_oneof![
+            (port, field, text()).prop_map(|(p, f, v)| format!("SERVICE_{p}{f}={v}")),
+            text(),
+            text().prop_map(|v| format!("SERVICE_NAME={v}")),
+        ]
+    }
+
+    fn port_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            6 => (0u32..70_000, prop_oneof![Just("tcp"), Just("udp"), Just("sctp")])
+                .prop_map(|(p, proto)| format!("{p}/{proto}")),
+            1 => text(),
+            1 => Just("80-90/tcp".to_owned()),
+            1 => Just("/tcp".to_owned()),
+        ]
+    }
+
+    fn binding() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            1 => Just(Value::Null),
+            1 => Just(json!([])),
+            2 => (text(), text()).prop_map(|(ip, port)| json!([{"HostIp": ip, "HostPort": port}])),
+            4 => (0u32..70_000).prop_map(|p| json!([{"HostIp": "0.0.0.0", "HostPort": p.to_string()}])),
+            2 => (0u32..70_000).prop_map(|p| json!([{"HostIp": "::", "HostPort": p.to_string()}])),
+        ]
+    }
+
+    fn container() -> impl Strategy<Value = Value> {
+        let image = prop_oneof![text(), "[a-z][a-z0-9/_.:-]{0,20}"];
+        (
+            text(),
+            image,
+            prop::collection::vec(env_entry(), 0..12),
+            prop::collection::btree_map(text(), text(), 0..6),
+            prop::collection::btree_map(port_key(), binding(), 0..5),
+            text(),
+        )
+            .prop_map(|(name, image, env, labels, ports, ip)| {
+                let exposed: serde_json::Map<String, Value> =
+                    ports.keys().map(|p| (p.clone(), json!({}))).collect();
+                json!({
+                    "Id": "0123456789abcdef",
+                    "Name": name,
+                    "State": {"Running": true, "ExitCode": 0},
+                    "Config": {"Image": image, "Env": env, "Labels": labels, "ExposedPorts": exposed},
+                    "HostConfig": {"NetworkMode": "default"},
+                    "NetworkSettings": {
+                        "Ports": ports,
+                        "Networks": {"bridge": {"IPAddress": ip, "GlobalIPv6Address": ""}}
+                    }
+                })
+            })
+    }
+
+    #[test]
+    fn hostile_metadata_never_panics_and_keys_stay_answerable() {
+        let uri = RegistryUri::parse("skydns2://127.0.0.1:2379/example.local").unwrap();
+        let schema = common::KeySchema::new("/skydns").unwrap();
+        let (derived_cases, services) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 400,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(&(container(), any::<bool>()), |(value, internal)| {
+            // Docker's JSON types are strict: a shape serde refuses never reaches derivation.
+            let Ok(container) = serde_json::from_value::<ContainerInspectResponse>(value) else {
+                return Ok(());
+            };
+            derived_cases.fetch_add(1, Ordering::Relaxed);
+            let options = DeriveOptions {
+                internal,
+                ..options()
+            };
+            let derived = derive_services(&container, None, &options);
+            for service in &derived.services {
+                if let Ok((key, value)) = uri.backend.entry(service) {
+                    services.fetch_add(1, Ordering::Relaxed);
+                    prop_assert!(schema.name(&key).is_ok(), "unanswerable key {key:?}");
+                    prop_assert!(key.starts_with(&uri.backend.prefix()), "{key:?}");
+                    prop_assert!(serde_json::from_str::<Value>(&value).is_ok(), "{value:?}");
+                }
+            }
+            Ok(())
+        });
+        let (derived_cases, services) = (derived_cases.into_inner(), services.into_inner());
+        eprintln!(
+            "hostile metadata: {derived_cases} containers derived, {services} records checked"
+        );
+        if let Err(failure) = result {
+            panic!("{failure}");
+        }
+        assert!(
+            derived_cases >= 200,
+            "the generator mostly made JSON Docker cannot send"
+        );
+        assert!(services > 0, "no generated container gave a record");
+    }
+}
