@@ -2,7 +2,7 @@
 //! starts) with its own unix socket, `--data-root`, `--exec-root`, pidfile, cgroup parent and
 //! one user-defined bridge network on its own subnet (`--bridge=none`, `--iptables=false`: it
 //! leaves the main daemon's `docker0` and iptables rules alone; ports published on loopback go
-//! through the userland proxy). Images are loaded with `docker save | docker -H … load`; nothing
+//! through the userland proxy) and `--live-restore` (containers outlive a daemon restart). Images are loaded with `docker save | docker -H … load`; nothing
 //! is pulled.
 //!
 //! The daemon is tied to the test process (`PR_SET_PDEATHSIG`, and dockerd ties its containerd
@@ -104,6 +104,8 @@ impl DockerDaemon {
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
             .args(["--storage-driver", "fuse-overlayfs"])
             .args(["--shutdown-timeout", "2"])
+            // Containers keep running while the daemon restarts, as on a production host.
+            .arg("--live-restore")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -226,8 +228,8 @@ impl DockerDaemon {
         &self.subnet
     }
 
-    /// Kills the daemon with SIGKILL (its containerd follows; containers are left to the next
-    /// start, which stops them).
+    /// Kills the daemon with SIGKILL (its containerd follows; the containers keep running and
+    /// the next start restores them).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -235,7 +237,8 @@ impl DockerDaemon {
         }
     }
 
-    /// Stops the daemon with SIGTERM (it stops its containers first) and waits for it.
+    /// Stops the daemon with SIGTERM and waits for it; with `--live-restore` its containers keep
+    /// running.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = crate::process::terminate(&child);

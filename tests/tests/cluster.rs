@@ -94,12 +94,18 @@ async fn op_latency(cluster: &Cluster, op: &Op, via: usize) -> Duration {
 /// Converges, asserts exact sets, and fills the row's missing/stale/converge columns.
 async fn converge_into(cluster: &Cluster, row: &mut Row, since: Instant) {
     let all: Vec<usize> = (0..cluster.hosts.len()).collect();
-    converge_via_into(cluster, row, since, &all).await;
+    converge_via_into(cluster, row, since, &all, CONVERGE).await;
 }
 
 /// As [`converge_into`], asking only the skydns of `dns_hosts`.
-async fn converge_via_into(cluster: &Cluster, row: &mut Row, since: Instant, dns_hosts: &[usize]) {
-    let (_, comparison) = cluster.converge_via(CONVERGE, dns_hosts).await;
+async fn converge_via_into(
+    cluster: &Cluster,
+    row: &mut Row,
+    since: Instant,
+    dns_hosts: &[usize],
+    deadline: Duration,
+) {
+    let (_, comparison) = cluster.converge_via(deadline, dns_hosts).await;
     row.converge_ms = since.elapsed().as_millis();
     row.missing = comparison.missing();
     row.stale = comparison.stale();
@@ -108,7 +114,7 @@ async fn converge_via_into(cluster: &Cluster, row: &mut Row, since: Instant, dns
     }
     assert!(
         comparison.converged(),
-        "{}: not converged {CONVERGE:?} after the fault: {comparison:?}",
+        "{}: not converged {deadline:?} after the fault: {comparison:?}",
         row.fault
     );
 }
@@ -274,10 +280,10 @@ fn host_partitioned_from_etcd_longer_than_the_ttl_then_healed() {
     serialized(partition_scenario(false));
 }
 
-/// The healed host's own skydns, which was cut too, catches up with etcd (seen failing: it
-/// keeps serving its stale snapshot for 25–30 s and more after healing, see the report).
+/// The healed host's own skydns, which was cut too, catches up with etcd within 10 s (seen
+/// failing: it keeps serving its stale snapshot for 20–30 s and more after healing).
 #[test]
-#[ignore = "skydns bug: after a partition from every etcd member is healed, skydns keeps failing its re-reads with the stale 'tcp connect error: Connection refused' for 25-30 s+ (registrator on the same host reconnects in < 1 s)"]
+#[ignore = "skydns bug: after a partition from every etcd member is healed, skydns keeps failing its re-reads with the stale 'tcp connect error: Connection refused' for 20-30 s+ (registrator on the same host reconnects in < 1 s)"]
 fn partitioned_hosts_own_skydns_catches_up_after_healing() {
     serialized(partition_scenario(true));
 }
@@ -331,12 +337,13 @@ async fn partition_scenario(own_skydns: bool) {
         slowest = slowest.max(op_latency(&cluster, op, 1).await);
     }
     let slowest = slowest.max(healed.elapsed());
-    let dns_hosts: Vec<usize> = if own_skydns {
-        (0..cluster.hosts.len()).collect()
+    // The healed host's own skydns gets 10 s (the goal is 2 s): seen taking 20-30 s and more.
+    let (dns_hosts, deadline): (Vec<usize>, _) = if own_skydns {
+        ((0..cluster.hosts.len()).collect(), Duration::from_secs(10))
     } else {
-        (1..cluster.hosts.len()).collect()
+        ((1..cluster.hosts.len()).collect(), CONVERGE)
     };
-    converge_via_into(&cluster, &mut row, healed, &dns_hosts).await;
+    converge_via_into(&cluster, &mut row, healed, &dns_hosts, deadline).await;
     let gap = probe.stop().await;
     row.operations = workload.operations - ops_before;
     row.longest_gap_ms = gap.as_millis();
@@ -344,4 +351,51 @@ async fn partition_scenario(own_skydns: bool) {
     cluster.assert_running();
     record_row(row);
     assert!(gap < MAX_GAP, "host 1's name went unanswered for {gap:?}");
+}
+
+#[test]
+fn docker_daemon_restarted_under_registrator() {
+    serialized(docker_daemon_restarted_under_registrator_body());
+}
+
+/// Fault 5: host 0's dockerd stopped (SIGTERM, containers live on) for 3 s and started again,
+/// twice, with containers started and stopped on host 1 meanwhile and on host 0 after: no
+/// registration lost, every name answering throughout, registrator still running.
+async fn docker_daemon_restarted_under_registrator_body() {
+    let (mut cluster, mut workload) = setup().await;
+    let mut row = Row {
+        fault: "5. host's dockerd stopped 3 s, restarted (live-restore), twice".into(),
+        ..Row::default()
+    };
+    let names: Vec<String> = (0..HOSTS).map(stable_name).collect();
+    let probe = Probe::start(all_dns(&cluster), names);
+    let ops_before = workload.operations;
+    let mut slowest = Duration::ZERO;
+    let mut restarted = Instant::now();
+    for _ in 0..2 {
+        cluster.hosts[0].daemon.stop().await;
+        row.faults += 1;
+        let down = Instant::now();
+        for _ in 0..2 {
+            let op = workload.step_on(&cluster, &[1], PER_HOST).await;
+            slowest = slowest.max(op_latency(&cluster, &op, 0).await);
+        }
+        if let Some(rest) = Duration::from_secs(3).checked_sub(down.elapsed()) {
+            tokio::time::sleep(rest).await;
+        }
+        cluster.hosts[0].daemon.restart().await;
+        restarted = Instant::now();
+        for _ in 0..2 {
+            let op = workload.step_on(&cluster, &[0], PER_HOST).await;
+            slowest = slowest.max(op_latency(&cluster, &op, 1).await);
+        }
+    }
+    converge_into(&cluster, &mut row, restarted).await;
+    let gap = probe.stop().await;
+    row.operations = workload.operations - ops_before;
+    row.longest_gap_ms = gap.as_millis();
+    row.slowest_op_ms = slowest.as_millis();
+    cluster.assert_running();
+    record_row(row);
+    assert!(gap < MAX_GAP, "a known name went unanswered for {gap:?}");
 }
