@@ -431,9 +431,9 @@ impl Cluster {
         }
     }
 
-    /// Waits until etcd and every skydns equal what should exist; returns how long that took
-    /// and the last comparison (not converged if `deadline` passed first).
-    pub async fn converge(&self, deadline: Duration) -> (Duration, Comparison) {
+    /// Waits until etcd and every skydns equal what should exist; returns when the last
+    /// comparison started and what it found (not converged if `deadline` passed first).
+    pub async fn converge(&self, deadline: Duration) -> (Instant, Comparison) {
         let all: Vec<usize> = (0..self.hosts.len()).collect();
         self.converge_via(deadline, &all).await
     }
@@ -443,17 +443,20 @@ impl Cluster {
         &self,
         deadline: Duration,
         dns_hosts: &[usize],
-    ) -> (Duration, Comparison) {
+    ) -> (Instant, Comparison) {
         let start = Instant::now();
         let mut last = None;
         loop {
+            // A comparison takes a while (Docker, etcd and every DNS answer): the time it
+            // started is when what it saw was true.
+            let taken = Instant::now();
             let comparison = self.compare_via(dns_hosts).await;
             if last.as_ref() != Some(&comparison) {
-                eprintln!("  after {:?}: {comparison:?}", start.elapsed());
+                eprintln!("  after {:?}: {comparison:?}", taken - start);
                 last = Some(comparison.clone());
             }
             if comparison.converged() || start.elapsed() > deadline {
-                return (start.elapsed(), comparison);
+                return (taken, comparison);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
