@@ -3,26 +3,27 @@
 //! tests.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing;
-use prometheus::{Encoder, Registry, TextEncoder};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Why the HTTP server could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error("cannot listen for HTTP on {addr}: {source}")]
     Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("HTTP server on {addr} failed: {source}")]
-    Serve {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -99,19 +100,112 @@ pub async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), HttpErr
     Ok((listener, local))
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets open requests finish.
+/// Bounds of an HTTP server: how many connections it holds, and how long a client may take to
+/// send a request head (also the longest a kept-alive connection may sit idle).
+#[derive(Debug, Clone)]
+pub struct ServeLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    /// How long open requests may run on after shutdown before their connections are dropped.
+    pub shutdown_grace: Duration,
+    /// Counts connections closed at once because `max_connections` were open.
+    pub refused: Option<IntCounter>,
+}
+
+impl Default for ServeLimits {
+    /// 256 connections, 10 s for a request head, 5 s of grace at shutdown.
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(5),
+            refused: None,
+        }
+    }
+}
+
+/// Serves `router` on `listener` with the default [`ServeLimits`] until `shutdown` is
+/// cancelled, then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
+    serve_with(listener, router, shutdown, ServeLimits::default()).await
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` is cancelled: a connection
+/// beyond `max_connections` is closed at once (and counted), a client that does not send a
+/// request head within `header_read_timeout` is disconnected. WebSocket upgrades work.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: ServeLimits,
+) -> Result<(), HttpError> {
     let addr = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|source| HttpError::Serve { addr, source })
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    let mut warned_full = false;
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: pause instead of spinning.
+                tracing::warn!(%addr, %error, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if let Some(refused) = &limits.refused {
+                refused.inc();
+            }
+            if !warned_full {
+                tracing::warn!(%addr, max = limits.max_connections, "HTTP connection limit reached; closing new connections until one ends");
+                warned_full = true;
+            }
+            drop(stream);
+            continue;
+        };
+        warned_full = false;
+        let service = TowerToHyperService::new(router.clone());
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        let shutdown = shutdown.clone();
+        let grace = limits.shutdown_grace;
+        connections.spawn(async move {
+            let _slot = slot;
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    match tokio::time::timeout(grace, connection.as_mut()).await {
+                        Ok(result) => result,
+                        Err(_) => Ok(()),
+                    }
+                }
+            };
+            if let Err(error) = result {
+                tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -167,5 +261,93 @@ mod tests {
             err.starts_with(&format!("cannot listen for HTTP on {addr}")),
             "{err}"
         );
+    }
+
+    /// Reads until the server closes the connection; false if it is still open after 10 s.
+    async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 1024];
+        let read = async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), read)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_client_that_sends_no_request_head_is_disconnected() {
+        use tokio::io::AsyncWriteExt;
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let limits = ServeLimits {
+            header_read_timeout: Duration::from_millis(300),
+            ..ServeLimits::default()
+        };
+        let router = metrics_router(Registry::new(), "/metrics");
+        let server = tokio::spawn(serve_with(listener, router, shutdown.clone(), limits));
+        // Silent, and a head that never ends (slowloris): both are cut off.
+        let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /metrics HTTP/1.1\r\nX-A: 1\r\n")
+            .await
+            .unwrap();
+        assert!(
+            closed_by_server(&mut silent).await,
+            "an idle connection stays open"
+        );
+        assert!(
+            closed_by_server(&mut slow).await,
+            "a never-ending head stays open"
+        );
+        let response = get(addr, "/metrics", Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_bound_are_closed_and_counted() {
+        let (listener, addr) = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let shutdown = CancellationToken::new();
+        let refused = IntCounter::new("refused_total", "refused").unwrap();
+        let limits = ServeLimits {
+            max_connections: 2,
+            refused: Some(refused.clone()),
+            ..ServeLimits::default()
+        };
+        let router = metrics_router(Registry::new(), "/metrics");
+        let server = tokio::spawn(serve_with(listener, router, shutdown.clone(), limits));
+        let held: Vec<_> = [
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+        ]
+        .into();
+        let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_by_server(&mut third).await,
+            "a third connection was kept"
+        );
+        assert_eq!(refused.get(), 1);
+        drop(held);
+        // Once the held connections are gone, requests are served again.
+        let mut served = None;
+        for _ in 0..100 {
+            if let Ok(response) = get(addr, "/metrics", Duration::from_secs(10)).await {
+                served = Some(response.status());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(served, Some(StatusCode::OK));
+        shutdown.cancel();
+        server.await.unwrap().unwrap();
     }
 }
