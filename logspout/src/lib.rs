@@ -109,10 +109,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         token: config.http_token.clone(),
         shutdown: shutdown.clone(),
     };
-    let http = tokio::spawn(common::http::serve(
+    let limits = common::http::ServeLimits {
+        refused: Some(routes.metrics().http_refused.clone()),
+        ..common::http::ServeLimits::default()
+    };
+    let http = tokio::spawn(common::http::serve_with(
         listener,
         http::router(state),
         http_shutdown.clone(),
+        limits,
     ));
 
     let connect_policy = Backoff {

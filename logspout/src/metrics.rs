@@ -29,6 +29,8 @@ pub struct Metrics {
     pub multiline_capped: IntCounterVec,
     /// Messages too large for one UDP datagram (sent as several, or cut), by route ID.
     pub udp_oversize: IntCounterVec,
+    /// HTTP connections closed at once because the server held its maximum.
+    pub http_refused: IntCounter,
 }
 
 impl Metrics {
@@ -90,6 +92,11 @@ impl Metrics {
             "logspout_route_udp_oversize_total",
             "Messages larger than one UDP datagram (65,507 bytes): sent as several datagrams, or cut when the header alone is that large",
         )?;
+        let http_refused = IntCounter::new(
+            "logspout_http_connections_refused_total",
+            "HTTP connections closed at once because 256 were open",
+        )?;
+        registry.register(Box::new(http_refused.clone()))?;
         registry.register(Box::new(taps.open.clone()))?;
         registry.register(Box::new(taps.refused.clone()))?;
         registry.register(Box::new(taps.dropped.clone()))?;
@@ -116,6 +123,7 @@ impl Metrics {
             taps,
             multiline_capped,
             udp_oversize,
+            http_refused,
         })
     }
 
