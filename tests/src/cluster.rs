@@ -178,6 +178,8 @@ pub struct Host {
     pub ip: Ipv4Addr,
     pub registrator: Component,
     pub skydns: Component,
+    /// Ships every container's output to the cluster's syslog receiver, if started.
+    pub logspout: Option<Component>,
     /// This host's skydns.
     pub dns: DnsClient,
     /// One per etcd member, in member order.
@@ -207,6 +209,8 @@ impl Host {
 pub struct Cluster {
     pub hosts: Vec<Host>,
     pub etcd: EtcdCluster,
+    /// Where every host's logspout ships (syslog over TCP), if started.
+    pub syslog: Option<crate::SyslogReceiver>,
     logs: tempfile::TempDir,
 }
 
@@ -222,6 +226,17 @@ impl Cluster {
     /// A 3-member etcd and `hosts` Docker hosts, each with registrator and skydns running and
     /// answering.
     pub async fn start(hosts: usize) -> Self {
+        Self::start_with(hosts, false).await
+    }
+
+    /// As [`start`](Self::start), with `logspout` on every host too (`BACKLOG=true`, one
+    /// `syslog+tcp://` route to [`Cluster::syslog`]).
+    pub async fn start_with(hosts: usize, logspout: bool) -> Self {
+        let syslog = if logspout {
+            Some(crate::SyslogReceiver::start().await)
+        } else {
+            None
+        };
         let etcd = EtcdCluster::start(3).await;
         let mut client = etcd.client().await;
         client
@@ -278,11 +293,25 @@ impl Cluster {
                 ],
                 logs.path().join(format!("skydns-{index}.log")),
             );
+            let logspout = syslog.as_ref().map(|receiver| {
+                Component::start(
+                    "logspout",
+                    vec![format!("syslog+tcp://{}", receiver.addr())],
+                    vec![
+                        ("DOCKER_HOST".into(), daemon.docker_host()),
+                        ("PORT".into(), free_tcp_udp_port().to_string()),
+                        ("HTTP_BIND_ADDRESS".into(), "127.0.0.1".into()),
+                        ("BACKLOG".into(), "true".into()),
+                    ],
+                    logs.path().join(format!("logspout-{index}.log")),
+                )
+            });
             list.push(Host {
                 index,
                 ip,
                 registrator,
                 skydns,
+                logspout,
                 dns: DnsClient::new(dns_addr).with_timeout(Duration::from_millis(500)),
                 proxies,
                 daemon,
@@ -291,6 +320,7 @@ impl Cluster {
         let cluster = Self {
             hosts: list,
             etcd,
+            syslog,
             logs,
         };
         for host in &cluster.hosts {
@@ -316,6 +346,9 @@ impl Cluster {
         for host in &mut self.hosts {
             host.registrator.assert_running();
             host.skydns.assert_running();
+            if let Some(logspout) = &mut host.logspout {
+                logspout.assert_running();
+            }
         }
     }
 
@@ -461,6 +494,113 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+impl Cluster {
+    /// Log lines (lost, duplicated) at the syslog receiver. Every workload container prints
+    /// `seq 0`, `seq 1`, …: a line is lost if a later one of its container arrived but it did
+    /// not, or if a still-running container printed it (its Docker log has it) and it has not
+    /// arrived within `deadline`; duplicated if it arrived more than once.
+    pub async fn log_figures(&self, deadline: Duration) -> (usize, usize) {
+        let Some(receiver) = &self.syslog else {
+            return (0, 0);
+        };
+        let mut printed: HashMap<String, u64> = HashMap::new();
+        for host in &self.hosts {
+            for (name, last) in last_seq_printed(host).await {
+                printed.insert(name, last);
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let mut received: HashMap<String, BTreeMap<u64, usize>> = HashMap::new();
+            for message in receiver.messages() {
+                let (Some(name), Some(seq)) = (
+                    message.appname.clone(),
+                    message
+                        .msg
+                        .trim()
+                        .strip_prefix("seq ")
+                        .and_then(|n| n.parse::<u64>().ok()),
+                ) else {
+                    continue;
+                };
+                *received.entry(name).or_default().entry(seq).or_insert(0) += 1;
+            }
+            let mut lost = 0;
+            let mut duplicated = 0;
+            let names: BTreeSet<&String> = received.keys().chain(printed.keys()).collect();
+            for name in names {
+                let got = received.get(name).cloned().unwrap_or_default();
+                let seen_last = got.keys().next_back().copied();
+                let last = match (seen_last, printed.get(name).copied()) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(last) = last {
+                    lost += (0..=last).filter(|n| !got.contains_key(n)).count();
+                }
+                duplicated += got.values().map(|n| n - 1).sum::<usize>();
+            }
+            if lost == 0 || start.elapsed() > deadline {
+                let lines: usize = received.values().flat_map(|c| c.values()).sum();
+                eprintln!(
+                    "  log lines: {lines} received from {} containers, {lost} lost, \
+                     {duplicated} duplicated",
+                    received.len()
+                );
+                return (lost, duplicated);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// For each running workload container of `host`: its name and the last `seq` its Docker log
+/// holds.
+async fn last_seq_printed(host: &Host) -> Vec<(String, u64)> {
+    use futures_util::StreamExt;
+    let filters = HashMap::from([
+        ("label".to_owned(), vec![WORKLOAD_LABEL.to_owned()]),
+        ("status".to_owned(), vec!["running".to_owned()]),
+    ]);
+    let options = ListContainersOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let Ok(containers) = host.daemon.docker().list_containers(Some(options)).await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for container in containers {
+        let (Some(id), Some(name)) = (
+            container.id,
+            container
+                .names
+                .and_then(|n| n.first().map(|n| n.trim_start_matches('/').to_owned())),
+        ) else {
+            continue;
+        };
+        let options = bollard::query_parameters::LogsOptionsBuilder::new()
+            .stdout(true)
+            .build();
+        let mut stream = host.daemon.docker().logs(&id, Some(options));
+        let mut last = None;
+        while let Some(Ok(chunk)) = stream.next().await {
+            for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
+                if let Some(n) = line
+                    .trim()
+                    .strip_prefix("seq ")
+                    .and_then(|n| n.parse().ok())
+                {
+                    last = Some(n);
+                }
+            }
+        }
+        if let Some(last) = last {
+            out.push((name, last));
+        }
+    }
+    out
 }
 
 /// The result of [`Cluster::compare`].

@@ -54,8 +54,13 @@ fn seed() -> u64 {
 
 /// A cluster with the stable containers and a few random ones, converged.
 async fn setup() -> (Cluster, Workload) {
+    setup_with(false).await
+}
+
+/// As [`setup`], with logspout on every host shipping to the cluster's syslog receiver.
+async fn setup_with(logspout: bool) -> (Cluster, Workload) {
     let started = Instant::now();
-    let cluster = Cluster::start(HOSTS).await;
+    let cluster = Cluster::start_with(HOSTS, logspout).await;
     let mut workload = Workload::new(seed());
     workload.start_stable(&cluster).await;
     for _ in 0..PER_HOST * HOSTS {
@@ -93,6 +98,18 @@ async fn op_latency(cluster: &Cluster, op: &Op, via: usize) -> Duration {
         })
 }
 
+/// Fills the row's log columns; every line must arrive (duplicates are counted: delivery is
+/// at-least-once).
+async fn logs_into(cluster: &Cluster, row: &mut Row) {
+    let (lost, duplicated) = cluster.log_figures(Duration::from_secs(15)).await;
+    row.lines_lost = Some(lost);
+    row.lines_duplicated = Some(duplicated);
+    if lost > 0 {
+        record_row(row.clone());
+    }
+    assert_eq!(lost, 0, "{}: {lost} log lines lost", row.fault);
+}
+
 /// Converges, asserts exact sets, and fills the row's missing/stale/converge columns.
 async fn converge_into(cluster: &Cluster, row: &mut Row, since: Instant) {
     let all: Vec<usize> = (0..cluster.hosts.len()).collect();
@@ -127,7 +144,7 @@ fn etcd_member_killed_and_restarted_one_at_a_time() {
 }
 
 async fn etcd_member_killed_and_restarted_one_at_a_time_body() {
-    let (mut cluster, mut workload) = setup().await;
+    let (mut cluster, mut workload) = setup_with(true).await;
     let mut row = Row {
         fault: "1. etcd member SIGKILLed, restarted; each in turn".into(),
         ..Row::default()
@@ -152,6 +169,7 @@ async fn etcd_member_killed_and_restarted_one_at_a_time_body() {
         slowest = slowest.max(op_latency(&cluster, &op, 0).await);
     }
     converge_into(&cluster, &mut row, fault_end).await;
+    logs_into(&cluster, &mut row).await;
     let gap = probe.stop().await;
     row.operations = workload.operations - ops_before;
     row.longest_gap_ms = gap.as_millis();
@@ -364,7 +382,7 @@ fn docker_daemon_restarted_under_registrator() {
 /// twice, with containers started and stopped on host 1 meanwhile and on host 0 after: no
 /// registration lost, every name answering throughout, registrator still running.
 async fn docker_daemon_restarted_under_registrator_body() {
-    let (mut cluster, mut workload) = setup().await;
+    let (mut cluster, mut workload) = setup_with(true).await;
     let mut row = Row {
         fault: "5. host's dockerd stopped 3 s, restarted (live-restore), twice".into(),
         ..Row::default()
@@ -393,6 +411,7 @@ async fn docker_daemon_restarted_under_registrator_body() {
         }
     }
     converge_into(&cluster, &mut row, restarted).await;
+    logs_into(&cluster, &mut row).await;
     let gap = probe.stop().await;
     row.operations = workload.operations - ops_before;
     row.longest_gap_ms = gap.as_millis();
@@ -416,7 +435,7 @@ async fn churn_body() {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(60);
-    let (mut cluster, mut workload) = setup().await;
+    let (mut cluster, mut workload) = setup_with(true).await;
     let mut row = Row {
         fault: format!("7. churn: {ops} starts/stops in bursts of 15 across hosts"),
         ..Row::default()
@@ -433,6 +452,7 @@ async fn churn_body() {
         }
     }
     converge_into(&cluster, &mut row, last).await;
+    logs_into(&cluster, &mut row).await;
     let gap = probe.stop().await;
     row.operations = workload.operations - ops_before;
     row.longest_gap_ms = gap.as_millis();
