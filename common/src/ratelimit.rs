@@ -1,5 +1,5 @@
-//! Rate-limited reporting of repeated events (forward failures, refused forwards and TCP
-//! connections): the first event of a run is logged in full, then at most one summary per
+//! Rate-limited reporting of repeated events (skydns's forward failures and refused
+//! connections, logspout's dropped messages): the first event of a run is logged in full, then at most one summary per
 //! interval says how many happened since the last line.
 
 use std::sync::Mutex;

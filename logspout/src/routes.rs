@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use common::Backoff;
+use common::ratelimit::{RateLimitedLog, Report};
 use prometheus::IntCounter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -64,13 +64,9 @@ struct RouteSink {
     dropped: IntCounter,
     /// This route's series of `udp_oversize`.
     udp_oversize: IntCounter,
-    created: Instant,
-    /// Seconds since `created` (plus the interval) of the last drop warning; 0 = none yet.
-    last_warning: AtomicU64,
+    /// At most one "queue full" warning per route and interval, not one per dropped line.
+    drop_log: RateLimitedLog,
 }
-
-/// At most one "queue full" warning per route in this many seconds.
-const DROP_WARNING_INTERVAL_SECS: u64 = 10;
 
 /// A UDP message whose header leaves less room than this for the line is cut, not split.
 const MIN_DATAGRAM_ROOM: usize = 1024;
@@ -125,15 +121,7 @@ impl RouteSink {
         self.queued.inc();
         if pushed.dropped > 0 {
             self.dropped.inc_by(pushed.dropped as u64);
-            // One warning per interval, not one per dropped line.
-            let now = self.created.elapsed().as_secs() + DROP_WARNING_INTERVAL_SECS;
-            let last = self.last_warning.load(Ordering::Relaxed);
-            if now >= last + DROP_WARNING_INTERVAL_SECS
-                && self
-                    .last_warning
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+            if self.drop_log.event(Instant::now()) != Report::Quiet {
                 tracing::warn!(route = %self.id, address = %self.address, dropped_total = self.dropped.get(), "route queue full, dropped the oldest messages");
             }
         }
@@ -266,8 +254,7 @@ impl RouteTable {
                 .metrics
                 .udp_oversize
                 .with_label_values(&[&route.id]),
-            created: Instant::now(),
-            last_warning: AtomicU64::new(0),
+            drop_log: RateLimitedLog::default(),
         });
         let merger = spec.multiline.then(|| {
             let capped = self
@@ -549,8 +536,7 @@ mod tests {
             queued: counter("queued"),
             dropped: counter("dropped"),
             udp_oversize: counter("oversize"),
-            created: Instant::now(),
-            last_warning: AtomicU64::new(0),
+            drop_log: RateLimitedLog::default(),
         }
     }
 

@@ -8,7 +8,6 @@ pub mod config;
 pub mod handler;
 pub mod index;
 pub mod metrics;
-pub mod ratelimit;
 pub mod resolve;
 pub mod state;
 pub mod tcp;

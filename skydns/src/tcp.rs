@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::DnsHandler;
-use crate::ratelimit::{RateLimitedLog, Report};
+use common::ratelimit::{RateLimitedLog, Report};
 
 /// Pause after a failed accept (out of file descriptors, typically) before the next one.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
-use crate::ratelimit::{RateLimitedLog, Report};
+use common::ratelimit::{RateLimitedLog, Report};
 
 /// The largest UDP reply taken from a forwarder: the most skydns advertises to its clients,
 /// so a larger one could not be relayed whole anyway. A datagram that fills the buffer is
