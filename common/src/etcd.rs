@@ -199,6 +199,47 @@ impl EtcdSettings {
     }
 }
 
+/// How often [`pause_unless_answering`] asks etcd whether it answers again.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Bound on one probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// True when etcd serves a linearizable read (a quorum answers) within [`PROBE_TIMEOUT`]. The
+/// read is count-only, of one key: cheap for etcd whatever it holds.
+pub async fn answers(client: &mut Client) -> bool {
+    let read = client.get("/", Some(etcd_client::GetOptions::new().with_count_only()));
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, read).await, Ok(Ok(_)))
+}
+
+/// Waits up to `delay` between two attempts of something that failed because etcd did not
+/// answer, but ends the wait as soon as a probe ([`answers`], every [`PROBE_INTERVAL`]) finds
+/// etcd answering again: work resumes right after an outage instead of after the backoff step.
+/// Returns false if `shutdown` was cancelled first.
+pub async fn pause_unless_answering(
+    client: &mut Client,
+    delay: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let until = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        let step = PROBE_INTERVAL.min(until - now);
+        if !crate::backoff::sleep_unless_cancelled(step, shutdown).await {
+            return false;
+        }
+        let probe = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            answered = answers(client) => answered,
+        };
+        if probe {
+            return true;
+        }
+    }
+}
+
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, EtcdError> {
     std::fs::read(path).map_err(|source| EtcdError::ReadTlsFile {
         path: path.clone(),

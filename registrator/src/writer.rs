@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use common::backoff::Backoff;
-use etcd_client::{Client, GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
+use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -22,13 +22,6 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on each etcd request of a flush (and on one lease renewal). A healthy cluster answers in milliseconds; one that
 /// lost quorum holds a request until its own timeout (about 7 s), long after quorum may be back.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// While writes wait for their next retry, etcd is asked this often whether it answers again,
-/// so pending records land right after an outage instead of after the backoff step.
-const PROBE_INTERVAL: Duration = Duration::from_millis(250);
-/// Bound on one probe.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The key the probe reads (count only): any key will do, the read needs a quorum all the same.
-const PROBE_KEY: &str = "/";
 
 /// One record: where, what, and which service it stands for (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +169,9 @@ impl RegistryWriter {
         let refresh_every = self.ttl.map_or(Duration::from_secs(3600), |t| t.refresh);
         let mut refresh = tokio::time::interval_at(Instant::now() + refresh_every, refresh_every);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut probe = tokio::time::interval(PROBE_INTERVAL);
+        // While writes wait for their retry, etcd is asked whether it answers again, so pending
+        // records land right after an outage instead of after the backoff step.
+        let mut probe = tokio::time::interval(common::etcd::PROBE_INTERVAL);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if dirty && retry_at.is_none() {
@@ -231,7 +226,7 @@ impl RegistryWriter {
                 },
                 () = retry_sleep => retry_at = None,
                 _ = probe.tick(), if retry_at.is_some() => {
-                    if self.etcd_answers().await {
+                    if common::etcd::answers(&mut self.client).await {
                         tracing::info!(failed_attempts = failures, "etcd answers again; writing the pending records now");
                         retry_at = None;
                     }
@@ -255,14 +250,6 @@ impl RegistryWriter {
         } else {
             tracing::info!(records = self.written.len(), "keeping records on exit");
         }
-    }
-
-    /// True when etcd serves a linearizable read (a quorum answers) within [`PROBE_TIMEOUT`].
-    async fn etcd_answers(&mut self) -> bool {
-        let read = self
-            .client
-            .get(PROBE_KEY, Some(GetOptions::new().with_count_only()));
-        matches!(tokio::time::timeout(PROBE_TIMEOUT, read).await, Ok(Ok(_)))
     }
 
     fn apply(&mut self, command: Command) {
@@ -464,6 +451,11 @@ impl RegistryWriter {
             Ok(Ok(None)) => {
                 self.keeper = None;
                 false
+            }
+            Ok(Err(err)) if lease_not_found(&err) => {
+                // The lease expired while etcd was unreachable: nothing renews it any more.
+                self.lease_lost();
+                true
             }
             Ok(Err(err)) => {
                 self.metrics.etcd_errors.inc();

@@ -144,7 +144,8 @@ impl Watcher {
             let mut delays = backoff.delays();
             loop {
                 let delay = delays.next().unwrap_or(backoff.max_delay);
-                if !common::backoff::sleep_unless_cancelled(delay, &shutdown).await {
+                // A probe cuts the pause short once etcd answers: the re-read follows at once.
+                if !common::etcd::pause_unless_answering(&mut self.client, delay, &shutdown).await {
                     return;
                 }
                 self.report_age(Some(unsynced_since));
