@@ -8,9 +8,13 @@
 //! start or stop to show in DNS. Every test adds a row to one table, printed after each test
 //! (the last one prints all rows; run with `--nocapture` to see it):
 //!
-//! `cargo test -p harness --test cluster -- --nocapture --test-threads 1`
+//! `cargo build -p registrator -p skydns -p logspout && cargo test -p harness --test cluster --
+//! --nocapture --include-ignored` (`HARNESS_SEED` replays a workload, `HARNESS_CHURN_OPS`
+//! scales the churn, `HARNESS_KEEP_LOGS` keeps the components' logs).
 //!
 //! The tests run one at a time (a lock), since each starts two daemons on a small machine.
+//! Tests that a known component bug makes fail now and then are `#[ignore]`d with the bug as
+//! the reason; `--include-ignored` runs them.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
