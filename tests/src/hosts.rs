@@ -1,7 +1,8 @@
 //! Extra Docker hosts on this machine: each a `dockerd` of its own (with the containerd it
 //! starts) with its own unix socket, `--data-root`, `--exec-root`, pidfile, cgroup parent and
-//! one user-defined bridge network on its own subnet (`--bridge=none`, `--iptables=false`: it
-//! leaves the main daemon's `docker0` and iptables rules alone; ports published on loopback go
+//! one user-defined bridge network on its own subnet (`--bridge=hd…`, a default bridge of its own,
+//! never `--bridge=none`, with which dockerd deletes the main daemon's `docker0`;
+//! `--iptables=false`: it leaves the main daemon's iptables rules alone; ports published on loopback go
 //! through the userland proxy) and `--live-restore` (containers outlive a daemon restart). Images are loaded with `docker save | docker -H … load`; nothing
 //! is pulled.
 //!
@@ -101,7 +102,9 @@ impl DockerDaemon {
             .arg("--config-file")
             .arg(self.dir.join("daemon.json"))
             .args(["--cgroup-parent", &cgroup_parent(&self.tag)])
-            .args(["--bridge=none", "--iptables=false", "--ip-masq=false"])
+            // Not `--bridge=none`: a daemon told that deletes the main daemon's `docker0`.
+            .arg(format!("--bridge={}", create_default_bridge(&self.tag)))
+            .args(["--iptables=false", "--ip-masq=false"])
             .args(["--storage-driver", "fuse-overlayfs"])
             .args(["--shutdown-timeout", "2"])
             // Containers keep running while the daemon restarts, as on a production host.
@@ -334,6 +337,42 @@ fn bridge_name(tag: &str) -> String {
     name.chars().take(15).collect()
 }
 
+/// The daemon's default bridge, `hd<pid>x<n>`: created here with an address of its own, so
+/// that the daemon neither creates nor deletes `docker0`.
+fn default_bridge_name(tag: &str) -> String {
+    let name = format!("hd{}", tag.replace('-', "x"));
+    name.chars().take(15).collect()
+}
+
+/// Creates [`default_bridge_name`] (unless it exists) with the first free `10.214.<k>.1/24`;
+/// returns its name.
+fn create_default_bridge(tag: &str) -> String {
+    let name = default_bridge_name(tag);
+    let ip = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ip(&["link", "show", &name]) {
+        // A restart of the same daemon keeps its bridge.
+        return name;
+    }
+    assert!(
+        ip(&["link", "add", &name, "type", "bridge"]),
+        "cannot create the bridge {name} for an extra Docker daemon"
+    );
+    let address = free_subnets_in("10.214")
+        .into_iter()
+        .map(|subnet| subnet.replace(".0/24", ".1/24"))
+        .find(|address| ip(&["addr", "add", address, "dev", &name]));
+    assert!(address.is_some(), "no free subnet for {name}");
+    assert!(ip(&["link", "set", &name, "up"]), "cannot bring {name} up");
+    name
+}
+
 fn cgroup_parent(tag: &str) -> String {
     format!("/harness-dockerd-{tag}")
 }
@@ -341,6 +380,11 @@ fn cgroup_parent(tag: &str) -> String {
 /// Candidate subnets `10.213.<k>.0/24` not already routed on this machine, starting at a place
 /// that depends on the PID so that concurrent test processes rarely try the same ones.
 fn free_subnets() -> Vec<String> {
+    free_subnets_in("10.213")
+}
+
+/// Candidate subnets `<prefix>.<k>.0/24` not already routed on this machine.
+fn free_subnets_in(prefix: &str) -> Vec<String> {
     let routes = Command::new("ip")
         .args(["-4", "route"])
         .output()
@@ -349,7 +393,7 @@ fn free_subnets() -> Vec<String> {
     let start = (std::process::id() as usize * 7) % 250;
     (0..250)
         .map(|i| (start + i) % 250 + 1)
-        .map(|k| format!("10.213.{k}.0/24"))
+        .map(|k| format!("{prefix}.{k}.0/24"))
         .filter(|subnet| !routes.contains(subnet.as_str()))
         .take(20)
         .collect()
@@ -389,11 +433,13 @@ fn sweep_dir(dir: &Path, tag: &str) {
     }
     remove_cgroups(&parent);
     unmount_under(&dir_text);
-    let _ = Command::new("ip")
-        .args(["link", "delete", &bridge_name(tag)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    for bridge in [bridge_name(tag), default_bridge_name(tag)] {
+        let _ = Command::new("ip")
+            .args(["link", "delete", &bridge])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
     match std::fs::remove_dir_all(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             eprintln!("harness: could not remove {}: {e}", dir.display());
