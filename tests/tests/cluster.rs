@@ -9,12 +9,10 @@
 //! (the last one prints all rows; run with `--nocapture` to see it):
 //!
 //! `cargo build -p registrator -p skydns -p logspout && cargo test -p harness --test cluster --
-//! --nocapture --include-ignored` (`HARNESS_SEED` replays a workload, `HARNESS_CHURN_OPS`
-//! scales the churn, `HARNESS_KEEP_LOGS` keeps the components' logs).
+//! --nocapture` (`HARNESS_SEED` replays a workload, `HARNESS_CHURN_OPS` scales the churn,
+//! `HARNESS_KEEP_LOGS` keeps the components' logs).
 //!
 //! The tests run one at a time (a lock), since each starts two daemons on a small machine.
-//! Tests that a known component bug makes fail now and then are `#[ignore]`d with the bug as
-//! the reason; `--include-ignored` runs them.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -195,7 +193,6 @@ async fn etcd_member_killed_and_restarted_one_at_a_time_body() {
 }
 
 #[test]
-#[ignore = "registrator bug: when the lease expired during the outage and keep-alive answers 'lease not found', RegistryWriter::keep_alive only retries (lease_lost is never called unless a put fails), so that host's records stay missing for good"]
 fn quorum_lost_for_20_s_then_restored() {
     serialized(quorum_lost_for_20_s_then_restored_body());
 }
@@ -312,7 +309,6 @@ async fn registrator_killed_its_records_expire_and_come_back_body() {
 }
 
 #[test]
-#[ignore = "registrator bug: the host's lease expires while it is cut; after healing keep-alive answers 'lease not found' and RegistryWriter::keep_alive only retries, so unless a put fails too (a container started meanwhile) the host's records stay missing for good"]
 fn host_partitioned_from_etcd_longer_than_the_ttl_then_healed() {
     serialized(partition_scenario(false));
 }
@@ -320,7 +316,6 @@ fn host_partitioned_from_etcd_longer_than_the_ttl_then_healed() {
 /// The healed host's own skydns, which was cut too, catches up with etcd within 10 s (seen
 /// failing: it keeps serving its stale snapshot for 20–30 s and more after healing).
 #[test]
-#[ignore = "skydns bug: after a partition from every etcd member is healed, skydns keeps failing its re-reads with the stale 'tcp connect error: Connection refused' for 20-30 s+ (registrator on the same host reconnects in < 1 s)"]
 fn partitioned_hosts_own_skydns_catches_up_after_healing() {
     serialized(partition_scenario(true));
 }
