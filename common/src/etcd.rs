@@ -201,8 +201,8 @@ impl EtcdSettings {
 
 /// How often [`pause_unless_answering`] asks etcd whether it answers again.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
-/// Bound on one probe.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Bound on one probe (a healthy member answers a count-only read in milliseconds).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// True when etcd serves a linearizable read (a quorum answers) within [`PROBE_TIMEOUT`]. The
 /// read is count-only, of one key: cheap for etcd whatever it holds.

@@ -142,21 +142,27 @@ impl Watcher {
             }
             let unsynced_since = Instant::now();
             let mut delays = backoff.delays();
+            // The first re-read is at once (another member may answer); then with backoff.
+            let mut failures = 0u64;
             loop {
-                let delay = delays.next().unwrap_or(backoff.max_delay);
-                // A probe cuts the pause short once etcd answers: the re-read follows at once.
-                if !common::etcd::pause_unless_answering(&mut self.client, delay, &shutdown).await {
-                    return;
-                }
                 self.report_age(Some(unsynced_since));
                 match self.load().await {
                     Ok(rev) => {
                         revision = rev;
                         break;
                     }
-                    Err(error) => {
+                    Err(error) if failures == 0 => {
                         tracing::warn!(%error, "cannot re-read the index from etcd; serving the last one");
                     }
+                    Err(error) => {
+                        tracing::debug!(%error, failures, "cannot re-read the index from etcd yet");
+                    }
+                }
+                failures += 1;
+                let delay = delays.next().unwrap_or(backoff.max_delay);
+                // A probe cuts the pause short once etcd answers: the re-read follows at once.
+                if !common::etcd::pause_unless_answering(&mut self.client, delay, &shutdown).await {
+                    return;
                 }
             }
         }
