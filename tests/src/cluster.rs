@@ -180,6 +180,8 @@ pub struct Host {
     pub skydns: Component,
     /// Ships every container's output to the cluster's syslog receiver, if started.
     pub logspout: Option<Component>,
+    /// logspout's HTTP address (`/metrics`), if started.
+    pub logspout_http: Option<SocketAddr>,
     /// This host's skydns.
     pub dns: DnsClient,
     /// One per etcd member, in member order.
@@ -200,6 +202,15 @@ impl Host {
         for proxy in &self.proxies {
             proxy.restore();
         }
+    }
+
+    /// The sum of logspout's metric lines starting with `prefix`; `None` without logspout or
+    /// while `/metrics` does not answer 200.
+    pub async fn logspout_metric(&self, prefix: &str) -> Option<f64> {
+        let (status, body) = crate::http::http_get(self.logspout_http?, "/metrics")
+            .await
+            .ok()?;
+        (status == 200).then(|| crate::http::metric_sum(&body, prefix))
     }
 }
 
@@ -232,6 +243,16 @@ impl Cluster {
     /// As [`start`](Self::start), with `logspout` on every host too (`BACKLOG=true`, one
     /// `syslog+tcp://` route to [`Cluster::syslog`]).
     pub async fn start_with(hosts: usize, logspout: bool) -> Self {
+        Self::start_with_env(hosts, logspout, |_| Vec::new()).await
+    }
+
+    /// As [`start_with`](Self::start_with), host `i`'s logspout also given `logspout_env(i)`
+    /// (e.g. a small `LOGSPOUT_QUEUE_SIZE`).
+    pub async fn start_with_env(
+        hosts: usize,
+        logspout: bool,
+        logspout_env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Self {
         let syslog = if logspout {
             Some(crate::SyslogReceiver::start().await)
         } else {
@@ -293,16 +314,21 @@ impl Cluster {
                 ],
                 logs.path().join(format!("skydns-{index}.log")),
             );
-            let logspout = syslog.as_ref().map(|receiver| {
+            let logspout_http = syslog
+                .as_ref()
+                .map(|_| SocketAddr::from(([127, 0, 0, 1], free_tcp_udp_port())));
+            let logspout = syslog.as_ref().zip(logspout_http).map(|(receiver, http)| {
+                let mut env = vec![
+                    ("DOCKER_HOST".into(), daemon.docker_host()),
+                    ("PORT".into(), http.port().to_string()),
+                    ("HTTP_BIND_ADDRESS".into(), "127.0.0.1".into()),
+                    ("BACKLOG".into(), "true".into()),
+                ];
+                env.extend(logspout_env(index));
                 Component::start(
                     "logspout",
                     vec![format!("syslog+tcp://{}", receiver.addr())],
-                    vec![
-                        ("DOCKER_HOST".into(), daemon.docker_host()),
-                        ("PORT".into(), free_tcp_udp_port().to_string()),
-                        ("HTTP_BIND_ADDRESS".into(), "127.0.0.1".into()),
-                        ("BACKLOG".into(), "true".into()),
-                    ],
+                    env,
                     logs.path().join(format!("logspout-{index}.log")),
                 )
             });
@@ -312,6 +338,7 @@ impl Cluster {
                 registrator,
                 skydns,
                 logspout,
+                logspout_http,
                 dns: DnsClient::new(dns_addr).with_timeout(Duration::from_millis(500)),
                 proxies,
                 daemon,
@@ -556,6 +583,97 @@ impl Cluster {
     }
 }
 
+/// One running workload container's log lines at the syslog receiver, from `seq 0` to the last
+/// line its Docker log held when [`Cluster::log_tally`] was called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTally {
+    pub container: String,
+    pub host: usize,
+    /// Lines printed (`seq 0` … `seq <printed - 1>`).
+    pub printed: u64,
+    /// Of those, lines that never arrived.
+    pub lost: usize,
+    /// Of those, arrivals beyond the first.
+    pub duplicated: usize,
+}
+
+impl Cluster {
+    /// Every `seq` line received so far, per container (the syslog app name): how many times
+    /// each arrived.
+    pub fn received_seqs(&self) -> HashMap<String, BTreeMap<u64, usize>> {
+        let mut received: HashMap<String, BTreeMap<u64, usize>> = HashMap::new();
+        let Some(receiver) = &self.syslog else {
+            return received;
+        };
+        for message in receiver.messages() {
+            let (Some(name), Some(seq)) = (message.appname.clone(), parse_seq(&message.msg)) else {
+                continue;
+            };
+            *received.entry(name).or_default().entry(seq).or_insert(0) += 1;
+        }
+        received
+    }
+
+    /// The shortest `seq` message received (bytes without framing): a batch of
+    /// `BATCH_BYTES` holds at most `BATCH_BYTES / shortest` of them.
+    pub fn shortest_seq_message(&self) -> Option<usize> {
+        self.syslog
+            .as_ref()?
+            .messages()
+            .iter()
+            .filter(|m| parse_seq(&m.msg).is_some())
+            .map(|m| m.raw.len())
+            .min()
+    }
+
+    /// Tallies every running workload container's lines up to the last one its Docker log
+    /// holds now: waits (up to `deadline`) until that line or a later one of every container
+    /// arrived — a route ships a container's lines in order, so what is missing then stays
+    /// missing — and counts the lines missing and the arrivals beyond the first.
+    pub async fn log_tally(&self, deadline: Duration) -> Vec<LogTally> {
+        let mut printed = Vec::new();
+        for host in &self.hosts {
+            for (name, last) in last_seq_printed(host).await {
+                printed.push((name, host.index, last));
+            }
+        }
+        let start = Instant::now();
+        loop {
+            let received = self.received_seqs();
+            let caught_up = printed.iter().all(|(name, _, last)| {
+                received
+                    .get(name)
+                    .and_then(|seqs| seqs.keys().next_back())
+                    .is_some_and(|seen| seen >= last)
+            });
+            if caught_up || start.elapsed() > deadline {
+                if !caught_up {
+                    eprintln!("  log tally: not caught up after {deadline:?}");
+                }
+                return printed
+                    .iter()
+                    .map(|(name, host, last)| {
+                        let got = received.get(name).cloned().unwrap_or_default();
+                        LogTally {
+                            container: name.clone(),
+                            host: *host,
+                            printed: last + 1,
+                            lost: (0..=*last).filter(|n| !got.contains_key(n)).count(),
+                            duplicated: got.range(..=*last).map(|(_, n)| n - 1).sum(),
+                        }
+                    })
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// `n` of a `seq <n>` line.
+fn parse_seq(msg: &str) -> Option<u64> {
+    msg.trim().strip_prefix("seq ")?.parse().ok()
+}
+
 /// For each running workload container of `host`: its name and the last `seq` its Docker log
 /// holds.
 async fn last_seq_printed(host: &Host) -> Vec<(String, u64)> {
@@ -783,6 +901,35 @@ impl Workload {
         host: usize,
         ports: Vec<(String, u16)>,
     ) -> Started {
+        let script =
+            "trap 'exit 0' TERM; i=0; while true; do echo \"seq $i\"; i=$((i+1)); sleep 1; done";
+        self.start_script(cluster, host, ports, script).await
+    }
+
+    /// Starts one container on `host` without ports that prints `seq 0`, `seq 1`, … in bursts
+    /// of `burst` lines every `pause_ms` ms: a steady stream of log lines.
+    pub async fn start_writer(
+        &mut self,
+        cluster: &Cluster,
+        host: usize,
+        burst: usize,
+        pause_ms: u64,
+    ) -> Started {
+        let script = format!(
+            "trap 'exit 0' TERM; i=0; while true; do j=0; while [ $j -lt {burst} ]; do \
+             echo \"seq $i\"; i=$((i+1)); j=$((j+1)); done; usleep {}; done",
+            pause_ms * 1000
+        );
+        self.start_script(cluster, host, Vec::new(), &script).await
+    }
+
+    async fn start_script(
+        &mut self,
+        cluster: &Cluster,
+        host: usize,
+        ports: Vec<(String, u16)>,
+        script: &str,
+    ) -> Started {
         let h = &cluster.hosts[host];
         self.seq += 1;
         let name = format!("h{host}-c{}", self.seq);
@@ -805,12 +952,7 @@ impl Workload {
         }
         let body = ContainerCreateBody {
             image: Some(TEST_IMAGE.to_owned()),
-            cmd: Some(vec![
-                "sh".into(),
-                "-c".into(),
-                "trap 'exit 0' TERM; i=0; while true; do echo \"seq $i\"; i=$((i+1)); sleep 1; done"
-                    .into(),
-            ]),
+            cmd: Some(vec!["sh".into(), "-c".into(), script.to_owned()]),
             env: Some(env),
             labels: Some(labels),
             exposed_ports: Some(bindings.keys().cloned().collect()),

@@ -17,7 +17,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use harness::cluster::{Cluster, Op, Probe, Row, TTL, Workload, record_row, stable_name, visible};
+use harness::cluster::{
+    Cluster, LogTally, Op, Probe, Row, TTL, Workload, record_row, stable_name, visible,
+};
 
 /// Hosts (extra Docker daemons) per test.
 const HOSTS: usize = 2;
@@ -61,8 +63,16 @@ async fn setup() -> (Cluster, Workload) {
 
 /// As [`setup`], with logspout on every host shipping to the cluster's syslog receiver.
 async fn setup_with(logspout: bool) -> (Cluster, Workload) {
+    setup_with_env(logspout, |_| Vec::new()).await
+}
+
+/// As [`setup_with`], host `i`'s logspout also given `logspout_env(i)`.
+async fn setup_with_env(
+    logspout: bool,
+    logspout_env: impl Fn(usize) -> Vec<(String, String)>,
+) -> (Cluster, Workload) {
     let started = Instant::now();
-    let cluster = Cluster::start_with(HOSTS, logspout).await;
+    let cluster = Cluster::start_with_env(HOSTS, logspout, logspout_env).await;
     let mut workload = Workload::new(seed());
     workload.start_stable(&cluster).await;
     for _ in 0..PER_HOST * HOSTS {
@@ -430,6 +440,158 @@ async fn docker_daemon_restarted_under_registrator_body() {
     row.slowest_op_ms = slowest.as_millis();
     cluster.assert_running();
     record_row(row);
+    assert!(gap < MAX_GAP, "a known name went unanswered for {gap:?}");
+}
+
+/// logspout's largest batch to a stream (`BATCH_BYTES` in `logspout/src/sender.rs`).
+const BATCH_BYTES: usize = 64 * 1024;
+/// The host whose logspout gets the smallest queue logspout accepts.
+const SMALL_QUEUE_HOST: usize = 1;
+/// `LOGSPOUT_QUEUE_SIZE` of [`SMALL_QUEUE_HOST`] (the least logspout accepts).
+const SMALL_QUEUE: &str = "64KiB";
+/// Receiver kills in fault 6, and how long it stays down each time.
+const RECEIVER_KILLS: usize = 2;
+const RECEIVER_DOWN: Duration = Duration::from_secs(5);
+
+#[test]
+fn syslog_receiver_killed_mid_stream_then_back() {
+    serialized(syslog_receiver_killed_mid_stream_body());
+}
+
+/// Fault 6: one writer container per host prints `seq` lines in bursts (10 every 40 ms) while
+/// the syslog receiver is stopped abruptly (its sockets and connections closed, unread data
+/// and partial frames with them, as when its process dies) just after a line arrived, kept
+/// down [`RECEIVER_DOWN`] and listening again on the same port, [`RECEIVER_KILLS`] times.
+/// Host 0's logspout (default 4 MiB queue) must deliver every line (at least once: at most one
+/// batch twice per lost connection, the duplicates reported); host 1's has a 64 KiB queue
+/// that overflows while the receiver is down: the lines missing at the receiver must equal
+/// its `logspout_route_lines_dropped_total` exactly.
+async fn syslog_receiver_killed_mid_stream_body() {
+    let (mut cluster, mut workload) = setup_with_env(true, |i| {
+        if i == SMALL_QUEUE_HOST {
+            vec![("LOGSPOUT_QUEUE_SIZE".into(), SMALL_QUEUE.into())]
+        } else {
+            Vec::new()
+        }
+    })
+    .await;
+    let names: Vec<String> = (0..HOSTS).map(stable_name).collect();
+    let probe = Probe::start(all_dns(&cluster), names);
+    let ops_before = workload.operations;
+    for host in 0..HOSTS {
+        workload.start_writer(&cluster, host, 10, 40).await;
+    }
+    let count = |cluster: &Cluster| cluster.syslog.as_ref().map_or(0, |r| r.messages().len());
+    // Until the writers' lines stream in.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut faults = 0;
+    let mut back = Instant::now();
+    for kill in 0..RECEIVER_KILLS {
+        // Mid-stream: right after a message arrived, with the next ones on their way.
+        let before = count(&cluster);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count(&cluster) == before && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(
+            count(&cluster) > before,
+            "no log line arrived for 10 s before the kill"
+        );
+        let receiver = cluster.syslog.as_mut().expect("the cluster has a receiver");
+        receiver.stop().await;
+        faults += 1;
+        eprintln!(
+            "receiver stopped after {} messages",
+            receiver.messages().len()
+        );
+        tokio::time::sleep(RECEIVER_DOWN).await;
+        receiver.resume().await;
+        back = Instant::now();
+        // Streaming again before the next kill.
+        let resumed = count(&cluster);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while count(&cluster) <= resumed + 100 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!(
+            "receiver back: {} messages {:?} after it listened again",
+            count(&cluster) - resumed,
+            back.elapsed()
+        );
+        if kill + 1 < RECEIVER_KILLS {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    // Everything printed until now must arrive (or, behind the small queue, be counted).
+    let tallies = cluster.log_tally(Duration::from_secs(30)).await;
+    // The receiver caught up with the lines printed during and just after the outage.
+    let caught_up = back.elapsed();
+    let sum = |host: usize, f: fn(&LogTally) -> usize| -> usize {
+        tallies.iter().filter(|t| t.host == host).map(f).sum()
+    };
+    let printed: u64 = tallies.iter().map(|t| t.printed).sum();
+    let mut dropped = Vec::new();
+    for host in &cluster.hosts {
+        let metric = host
+            .logspout_metric("logspout_route_lines_dropped_total")
+            .await
+            .unwrap_or_else(|| panic!("host {}'s logspout /metrics does not answer", host.index));
+        dropped.push(metric as usize);
+    }
+    let lost: Vec<usize> = (0..HOSTS).map(|h| sum(h, |t| t.lost)).collect();
+    let duplicated: usize = tallies.iter().map(|t| t.duplicated).sum();
+    let shortest = cluster
+        .shortest_seq_message()
+        .expect("seq lines arrived")
+        .max(1);
+    let allowed = RECEIVER_KILLS * HOSTS * (BATCH_BYTES / shortest);
+    eprintln!(
+        "{printed} lines printed by {} containers; lost per host {lost:?}, dropped (metric) per \
+         host {dropped:?}, {duplicated} duplicated (at most {allowed}: {RECEIVER_KILLS} kills × \
+         {HOSTS} connections × {BATCH_BYTES} B / {shortest} B)",
+        tallies.len()
+    );
+    let unaccounted: usize = (0..HOSTS).map(|h| lost[h].abs_diff(dropped[h])).sum();
+    let mut row = Row {
+        fault: format!(
+            "6. syslog receiver killed mid-stream, down {} s, {RECEIVER_KILLS}×; host \
+             {SMALL_QUEUE_HOST}'s queue {SMALL_QUEUE}: {} lines dropped, all counted",
+            RECEIVER_DOWN.as_secs(),
+            dropped[SMALL_QUEUE_HOST]
+        ),
+        faults,
+        lines_lost: Some(unaccounted),
+        lines_duplicated: Some(duplicated),
+        ..Row::default()
+    };
+    converge_into(&cluster, &mut row, back).await;
+    let gap = probe.stop().await;
+    row.operations = workload.operations - ops_before;
+    row.longest_gap_ms = gap.as_millis();
+    row.converge_ms = row.converge_ms.max(caught_up.as_millis());
+    cluster.assert_running();
+    record_row(row);
+    for tally in tallies.iter().filter(|t| t.host != SMALL_QUEUE_HOST) {
+        assert_eq!(
+            tally.lost, 0,
+            "lines lost behind the default queue: {tally:?}"
+        );
+    }
+    assert!(
+        dropped[SMALL_QUEUE_HOST] > 0,
+        "the {SMALL_QUEUE} queue never overflowed: the drop check checked nothing"
+    );
+    assert_eq!(
+        lost[SMALL_QUEUE_HOST], dropped[SMALL_QUEUE_HOST],
+        "host {SMALL_QUEUE_HOST}: lines missing at the receiver != lines logspout counted as          dropped"
+    );
+    for h in (0..HOSTS).filter(|&h| h != SMALL_QUEUE_HOST) {
+        assert_eq!(dropped[h], 0, "host {h}'s 4 MiB queue dropped lines");
+    }
+    assert!(
+        duplicated <= allowed,
+        "{duplicated} lines duplicated: more than one batch per lost connection ({allowed})"
+    );
     assert!(gap < MAX_GAP, "a known name went unanswered for {gap:?}");
 }
 
