@@ -14,12 +14,22 @@ struct Inner {
     head: u64,
     bytes: usize,
     closed: bool,
+    /// Messages known lost (dropped while being written, then the write failed), not yet
+    /// taken by [`RouteQueue::take_lost`].
+    lost: usize,
+    /// End (exclusive) of the batch last handed to the sender: it may be on its way.
+    in_flight_end: u64,
+    /// Messages of that batch dropped from the queue to make room. They are counted only once
+    /// the sender asks for them again (the write failed: they are lost); an `ack` says they
+    /// were delivered after all.
+    evicted_in_flight: usize,
 }
 
 /// What [`RouteQueue::push`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pushed {
-    /// Messages dropped (oldest first) to make room.
+    /// Messages dropped (oldest first) to make room; those of the batch being written are
+    /// counted later, by [`RouteQueue::take_lost`], if that write fails.
     pub dropped: usize,
 }
 
@@ -63,8 +73,12 @@ impl RouteQueue {
             while !inner.items.is_empty() && inner.bytes + message.len() > self.capacity {
                 if let Some(old) = inner.items.pop_front() {
                     inner.bytes -= old.len();
+                    if inner.head < inner.in_flight_end {
+                        inner.evicted_in_flight += 1;
+                    } else {
+                        dropped += 1;
+                    }
                     inner.head += 1;
-                    dropped += 1;
                 }
             }
             inner.bytes += message.len();
@@ -84,7 +98,11 @@ impl RouteQueue {
     pub async fn batch(&self, from: u64, max_bytes: usize) -> Option<(u64, Vec<Bytes>)> {
         loop {
             {
-                let inner = self.lock();
+                let mut inner = self.lock();
+                // Asked again for a batch that was being written: that write failed, and
+                // whatever of it was dropped meanwhile is lost. Nothing is in flight now.
+                inner.lost += std::mem::take(&mut inner.evicted_in_flight);
+                inner.in_flight_end = 0;
                 let start = from.max(inner.head);
                 let offset = usize::try_from(start - inner.head).unwrap_or(usize::MAX);
                 if offset < inner.items.len() {
@@ -113,6 +131,8 @@ impl RouteQueue {
     /// Removes every message before sequence `upto` (those are delivered).
     pub fn ack(&self, upto: u64) {
         let mut inner = self.lock();
+        // Whatever of the batch was dropped from the queue meanwhile went out all the same.
+        inner.evicted_in_flight = 0;
         while inner.head < upto {
             match inner.items.pop_front() {
                 Some(old) => {
@@ -122,6 +142,26 @@ impl RouteQueue {
                 None => break,
             }
         }
+    }
+
+    /// The sender is about to write the `count` messages from `start` (a batch it got from
+    /// [`batch`](Self::batch)): from now until the next `batch` or `ack`, dropping one of them
+    /// to make room is counted only if the write fails. False when the queue no longer starts
+    /// at or before `start` (messages were dropped meanwhile, and counted): take a new batch.
+    pub fn writing(&self, start: u64, count: usize) -> bool {
+        let mut inner = self.lock();
+        if inner.head > start {
+            return false;
+        }
+        inner.in_flight_end = start + count as u64;
+        inner.evicted_in_flight = 0;
+        true
+    }
+
+    /// Messages dropped to make room while they were being written, whose write then failed:
+    /// lost, and not yet counted by [`push`](Self::push). Resets the count.
+    pub fn take_lost(&self) -> usize {
+        std::mem::take(&mut self.lock().lost)
     }
 
     /// No more pushes are coming: [`batch`](Self::batch) returns `None` once drained.
@@ -177,9 +217,51 @@ mod tests {
         assert_eq!(start, 5, "the sender skips what was dropped");
         assert_eq!(batch.first(), Some(&Bytes::from("m5")));
         assert_eq!(batch.last(), Some(&Bytes::from("m9")));
-        // A message larger than the bound is still delivered.
-        assert_eq!(q.push(Bytes::from(vec![b'x'; 50])).dropped, 5);
+        assert!(q.writing(start, batch.len()));
+        // A message larger than the bound is still delivered. It pushes out the batch being
+        // written; the write fails, so those five are lost, counted when the sender retries.
+        assert_eq!(q.push(Bytes::from(vec![b'x'; 50])).dropped, 0);
         assert_eq!(q.len(), 1);
+        assert_eq!(q.batch(5, 100).await.unwrap().0, 10);
+        assert_eq!(q.take_lost(), 5);
+    }
+
+    #[tokio::test]
+    async fn messages_dropped_while_being_written_count_only_if_the_write_fails() {
+        let q = RouteQueue::new(4);
+        for m in ["a", "b"] {
+            q.push(Bytes::from(m));
+        }
+        // "a" and "b" are being written when two more push them out of the queue.
+        let (start, batch) = q.batch(0, 100).await.unwrap();
+        assert_eq!((start, batch.len()), (0, 2));
+        assert!(q.writing(start, batch.len()));
+        assert_eq!(q.push(Bytes::from("cc")).dropped, 0);
+        assert_eq!(q.push(Bytes::from("dd")).dropped, 0);
+        // The write worked: delivered, not dropped.
+        q.ack(2);
+        assert_eq!(q.take_lost(), 0);
+        let (start, batch) = q.batch(2, 100).await.unwrap();
+        assert_eq!((start, batch.len()), (2, 2));
+        assert!(q.writing(start, batch.len()));
+        assert_eq!(q.push(Bytes::from("ee")).dropped, 0, "cc is in flight");
+        // The write failed: the sender asks again from 2; cc was pushed out meanwhile: lost.
+        let (start, batch) = q.batch(2, 100).await.unwrap();
+        assert_eq!(
+            (start, batch),
+            (3, vec![Bytes::from("dd"), Bytes::from("ee")])
+        );
+        assert_eq!(q.take_lost(), 1);
+        assert_eq!(q.take_lost(), 0);
+        // Taken but not being written (the sender is still connecting): counted at once, and
+        // the sender, told so, takes a new batch.
+        assert_eq!(q.push(Bytes::from("ff")).dropped, 1);
+        assert!(!q.writing(start, 2));
+        let (start, batch) = q.batch(3, 100).await.unwrap();
+        assert_eq!((start, batch.len()), (4, 2));
+        assert!(q.writing(start, batch.len()));
+        q.ack(6);
+        assert!(q.is_empty());
     }
 
     #[tokio::test]

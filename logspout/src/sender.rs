@@ -184,6 +184,14 @@ impl Sender {
                 _ = cancel.cancelled() => return,
                 batch = self.queue.batch(next, BATCH_BYTES) => batch,
             };
+            // Messages the queue dropped while their write was under way, which then failed.
+            let dropped_in_flight = self.queue.take_lost();
+            if dropped_in_flight > 0 {
+                self.metrics
+                    .lines_dropped
+                    .with_label_values(&[&self.route_id])
+                    .inc_by(dropped_in_flight as u64);
+            }
             let Some((start, batch)) = batch else {
                 tracing::debug!(route = %self.route_id, "queue drained, sender done");
                 return;
@@ -221,7 +229,10 @@ impl Sender {
                             }
                             lost = false;
                             connected_at = Instant::now();
-                            connection.insert(conn)
+                            connection = Some(conn);
+                            // The batch may have lost messages to the queue bound while this
+                            // connect took its time: take it afresh.
+                            continue;
                         }
                         Err(e) => {
                             lost = true;
@@ -236,6 +247,10 @@ impl Sender {
                 }
             };
             let count = batch.len() as u64;
+            if !self.queue.writing(start, batch.len()) {
+                // Part of the batch was just dropped to make room (and counted): take it afresh.
+                continue;
+            }
             let sent = tokio::select! {
                 _ = cancel.cancelled() => return,
                 sent = conn.send(&batch, self.timeouts.write) => sent,
