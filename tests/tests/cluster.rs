@@ -551,11 +551,15 @@ async fn syslog_receiver_killed_mid_stream_body() {
          {HOSTS} connections × {BATCH_BYTES} B / {shortest} B)",
         tallies.len()
     );
-    let unaccounted: usize = (0..HOSTS).map(|h| lost[h].abs_diff(dropped[h])).sum();
+    // Lines missing that logspout did not count: what the receiver had accepted into its socket
+    // buffers (or half read) when it was stopped. Syslog over TCP has no acknowledgements, so
+    // no sender can see those; at most what was on its way, one batch per kill and host.
+    let unaccounted: usize = (0..HOSTS).map(|h| lost[h].saturating_sub(dropped[h])).sum();
+    let in_receiver_bound = RECEIVER_KILLS * (BATCH_BYTES / shortest);
     let mut row = Row {
         fault: format!(
             "6. syslog receiver killed mid-stream, down {} s, {RECEIVER_KILLS}×; host \
-             {SMALL_QUEUE_HOST}'s queue {SMALL_QUEUE}: {} lines dropped, all counted",
+             {SMALL_QUEUE_HOST}'s queue {SMALL_QUEUE}: {} lines dropped and counted",
             RECEIVER_DOWN.as_secs(),
             dropped[SMALL_QUEUE_HOST]
         ),
@@ -571,20 +575,25 @@ async fn syslog_receiver_killed_mid_stream_body() {
     row.converge_ms = row.converge_ms.max(caught_up.as_millis());
     cluster.assert_running();
     record_row(row);
-    for tally in tallies.iter().filter(|t| t.host != SMALL_QUEUE_HOST) {
-        assert_eq!(
-            tally.lost, 0,
-            "lines lost behind the default queue: {tally:?}"
-        );
-    }
     assert!(
         dropped[SMALL_QUEUE_HOST] > 0,
         "the {SMALL_QUEUE} queue never overflowed: the drop check checked nothing"
     );
-    assert_eq!(
-        lost[SMALL_QUEUE_HOST], dropped[SMALL_QUEUE_HOST],
-        "host {SMALL_QUEUE_HOST}: lines missing at the receiver != lines logspout counted as          dropped"
-    );
+    for h in 0..HOSTS {
+        // Never counted as dropped yet delivered; never lost beyond what the receiver held.
+        assert!(
+            dropped[h] <= lost[h],
+            "host {h}: {} lines counted as dropped but only {} missing at the receiver",
+            dropped[h],
+            lost[h]
+        );
+        assert!(
+            lost[h] - dropped[h] <= in_receiver_bound,
+            "host {h}: {} lines missing that logspout did not count (at most {in_receiver_bound} \
+             can be in the receiver's buffers at the kills)",
+            lost[h] - dropped[h]
+        );
+    }
     for h in (0..HOSTS).filter(|&h| h != SMALL_QUEUE_HOST) {
         assert_eq!(dropped[h], 0, "host {h}'s 4 MiB queue dropped lines");
     }
