@@ -610,14 +610,14 @@ fn churn_across_hosts_then_the_whole_zone_equals_the_running_containers() {
 }
 
 /// Fault 7: bursts of back-to-back starts and stops across every host (`HARNESS_CHURN_OPS`,
-/// default 60 — the 500 take several minutes on a 2-core machine), then etcd's whole
+/// default 500, about 2.5 minutes on a 2-core machine), then etcd's whole
 /// prefix must equal the running containers and every skydns's answer for every name must
 /// equal etcd.
 async fn churn_body() {
     let ops: usize = std::env::var("HARNESS_CHURN_OPS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(500);
     let (mut cluster, mut workload) = setup_with(true).await;
     let mut row = Row {
         fault: format!("7. churn: {ops} starts/stops in bursts of 15 across hosts"),
