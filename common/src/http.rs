@@ -3,7 +3,6 @@
 //! tests.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,9 +14,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::net::BoundedListener;
 
 /// Why the HTTP server could not run.
 #[derive(Debug, thiserror::Error)]
@@ -143,38 +143,14 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: ServeLimits,
 ) -> Result<(), HttpError> {
-    let addr = listener
-        .local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let listener = BoundedListener::new(
+        listener,
+        "HTTP",
+        limits.max_connections,
+        limits.refused.clone(),
+    );
     let connections = TaskTracker::new();
-    let mut warned_full = false;
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: pause instead of spinning.
-                tracing::warn!(%addr, %error, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            if let Some(refused) = &limits.refused {
-                refused.inc();
-            }
-            if !warned_full {
-                tracing::warn!(%addr, max = limits.max_connections, "HTTP connection limit reached; closing new connections until one ends");
-                warned_full = true;
-            }
-            drop(stream);
-            continue;
-        };
-        warned_full = false;
+    while let Some((stream, peer, slot)) = listener.accept(&shutdown).await {
         let service = TowerToHyperService::new(router.clone());
         let mut builder = http1::Builder::new();
         builder

@@ -11,6 +11,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod keys;
 pub mod logging;
+pub mod net;
 pub mod ratelimit;
 pub mod record;
 pub mod service;

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::Record;
@@ -20,15 +20,12 @@ use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Quer
 use prometheus::{IntCounter, IntGauge};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::DnsHandler;
-use common::ratelimit::{RateLimitedLog, Report};
-
-/// Pause after a failed accept (out of file descriptors, typically) before the next one.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+use common::net::BoundedListener;
 
 /// The TCP side of one server.
 #[derive(Debug)]
@@ -46,34 +43,15 @@ impl TcpServer {
     /// Accepts and serves connections until `shutdown`; then stops accepting, lets each
     /// connection finish the query it is answering, and returns when all are closed.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(self.max_connections));
-        let refusals = RateLimitedLog::default();
-        let accept_errors = RateLimitedLog::default();
+        let listener = BoundedListener::new(
+            listener,
+            "DNS over TCP (-tcp-max-connections)",
+            self.max_connections,
+            Some(self.refused.clone()),
+        );
         let mut connections = JoinSet::new();
-        loop {
-            let accepted = tokio::select! {
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
+        while let Some((stream, peer, slot)) = listener.accept(&shutdown).await {
             while connections.try_join_next().is_some() {}
-            let (stream, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    if accept_errors.event(Instant::now()) != Report::Quiet {
-                        tracing::warn!(%error, "cannot accept a TCP connection");
-                    }
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
-                    }
-                }
-            };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                drop(stream);
-                self.refused.inc();
-                self.report_refusal(&refusals, peer);
-                continue;
-            };
             let connection = Connection {
                 handler: self.handler.clone(),
                 peer,
@@ -84,23 +62,6 @@ impl TcpServer {
         }
         drop(listener);
         while connections.join_next().await.is_some() {}
-    }
-
-    fn report_refusal(&self, log: &RateLimitedLog, client: SocketAddr) {
-        let limit = self.max_connections;
-        match log.event(Instant::now()) {
-            Report::First => tracing::warn!(
-                %client,
-                limit,
-                "TCP connection limit reached (-tcp-max-connections): closing new connections"
-            ),
-            Report::Summary { count, over } => tracing::warn!(
-                limit,
-                "{count} TCP connections refused at the limit in the last {}s",
-                over.as_secs()
-            ),
-            Report::Quiet => {}
-        }
     }
 }
 
