@@ -118,6 +118,36 @@ pub async fn sleep_unless_cancelled(delay: Duration, shutdown: &CancellationToke
     }
 }
 
+/// Waits up to `delay` between two attempts of something that failed because a peer did not
+/// answer, asking `probe` every `interval` whether it answers again and ending the wait as soon
+/// as it does: work resumes right after an outage instead of after the backoff step. Returns
+/// false if `shutdown` was cancelled first.
+pub async fn pause_unless<F: std::future::Future<Output = bool>>(
+    delay: Duration,
+    interval: Duration,
+    shutdown: &CancellationToken,
+    mut probe: impl FnMut() -> F,
+) -> bool {
+    let until = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        let step = interval.min(until - now);
+        if !sleep_unless_cancelled(step, shutdown).await {
+            return false;
+        }
+        let answered = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            answered = probe() => answered,
+        };
+        if answered {
+            return true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +243,55 @@ mod tests {
         assert!(sleep_unless_cancelled(Duration::from_secs(1), &shutdown).await);
         shutdown.cancel();
         assert!(!sleep_unless_cancelled(Duration::from_secs(3600), &shutdown).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_ends_at_the_first_probe_that_answers() {
+        let shutdown = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let probes = AtomicUsize::new(0);
+        let waited = pause_unless(
+            Duration::from_secs(30),
+            Duration::from_millis(250),
+            &shutdown,
+            || std::future::ready(probes.fetch_add(1, Ordering::SeqCst) + 1 == 3),
+        )
+        .await;
+        assert!(waited);
+        assert_eq!(probes.load(Ordering::SeqCst), 3);
+        assert_eq!(started.elapsed(), Duration::from_millis(750));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_lasts_the_delay_while_nothing_answers_and_stops_on_cancel() {
+        let shutdown = CancellationToken::new();
+        let started = tokio::time::Instant::now();
+        let probes = AtomicUsize::new(0);
+        let quiet = || {
+            probes.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(false)
+        };
+        assert!(
+            pause_unless(
+                Duration::from_secs(1),
+                Duration::from_millis(300),
+                &shutdown,
+                quiet
+            )
+            .await
+        );
+        // Probed at 300, 600, 900 and (after the last 100 ms) 1,000 ms.
+        assert_eq!(probes.load(Ordering::SeqCst), 4);
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        shutdown.cancel();
+        assert!(
+            !pause_unless(
+                Duration::from_secs(60),
+                Duration::from_millis(250),
+                &shutdown,
+                || { std::future::ready(false) }
+            )
+            .await
+        );
     }
 }

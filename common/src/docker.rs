@@ -13,6 +13,10 @@ use crate::etcd::split_host_port;
 
 /// Where registrator and the seed's units mount the socket: `-v /var/run/docker.sock:/tmp/docker.sock`.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///tmp/docker.sock";
+/// How often [`pause_unless_answering`] pings a lost daemon.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+/// Bound on one ping (a local daemon answers in a millisecond).
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Why a Docker endpoint is invalid or could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -185,8 +189,33 @@ impl DockerSettings {
             host: self.host.clone(),
             source,
         };
+        let docker = self.client()?;
+        let docker = docker.negotiate_version().await.map_err(error)?;
+        docker.ping().await.map_err(error)?;
+        Ok(docker)
+    }
+
+    /// [`pause_unless_answering`] for a daemon not connected to yet.
+    pub async fn pause_unless_answering(
+        &self,
+        delay: Duration,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        match self.client() {
+            Ok(docker) => pause_unless_answering(&docker, delay, shutdown).await,
+            // Settings that make no client never will: just wait.
+            Err(_) => crate::backoff::sleep_unless_cancelled(delay, shutdown).await,
+        }
+    }
+
+    /// A client for the daemon (no request made yet).
+    fn client(&self) -> Result<Docker, DockerError> {
+        let error = |source| DockerError::Connect {
+            host: self.host.clone(),
+            source,
+        };
         let timeout = self.timeout.as_secs().max(1);
-        let docker = match (&self.host, &self.tls) {
+        match (&self.host, &self.tls) {
             (DockerHost::Unix(path), _) => {
                 Docker::connect_with_unix(&path.to_string_lossy(), timeout, API_DEFAULT_VERSION)
             }
@@ -202,11 +231,33 @@ impl DockerSettings {
                 API_DEFAULT_VERSION,
             ),
         }
-        .map_err(error)?;
-        let docker = docker.negotiate_version().await.map_err(error)?;
-        docker.ping().await.map_err(error)?;
-        Ok(docker)
+        .map_err(error)
     }
+}
+
+/// True when the daemon answers a ping within [`PROBE_TIMEOUT`].
+pub async fn answers(docker: &Docker) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, docker.ping()).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Waits `delay` before retrying something that failed against the daemon. If the daemon does
+/// not answer a ping now (it is down or restarting), the wait ends as soon as a ping (every
+/// [`PROBE_INTERVAL`]) is answered again: a restarted daemon is followed again within a probe
+/// interval of its return, whatever the backoff step. If it answers now, the failure was
+/// something else and the whole `delay` is waited (no retry loop faster than the backoff).
+/// Returns false if `shutdown` was cancelled first.
+pub async fn pause_unless_answering(
+    docker: &Docker,
+    delay: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> bool {
+    if answers(docker).await {
+        return crate::backoff::sleep_unless_cancelled(delay, shutdown).await;
+    }
+    crate::backoff::pause_unless(delay, PROBE_INTERVAL, shutdown, || answers(docker)).await
 }
 
 #[cfg(test)]

@@ -73,6 +73,12 @@ impl fmt::Debug for EtcdAuth {
     }
 }
 
+/// HTTP/2 pings on etcd connections with a stream open: how often (above etcd's default
+/// `--grpc-keepalive-min-time` of 5 s, below which it counts pings as abuse), and how long an
+/// answer may take before the connection (and every watch on it) is dropped.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(6);
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Everything needed to reach an etcd cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdSettings {
@@ -155,7 +161,17 @@ impl EtcdSettings {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(self.connect_timeout)
             .with_timeout(self.request_timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+            // A paused or unplugged member is noticed within 8 s even on a silent watch. Pings
+            // go out only while a stream is open: etcd counts pings on a connection without
+            // one as abuse and closes it (grpc-go's `PermitWithoutStream: false`), and unary
+            // requests have their own timeout.
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+            .with_keep_alive_while_idle(false)
+            // A member without a leader (partitioned into a minority, or during an election)
+            // refuses requests at once and ends watches (etcd's `hasleader` metadata, as Go's
+            // `clientv3.WithRequireLeader`): a watch on it would stay open and silent while the
+            // rest of the cluster moves on, and a write would wait out its timeout.
+            .with_require_leader(true);
         if let Some(auth) = &self.auth {
             options = options.with_user(auth.username.clone(), auth.password.clone());
         }
@@ -220,24 +236,13 @@ pub async fn pause_unless_answering(
     delay: Duration,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> bool {
-    let until = tokio::time::Instant::now() + delay;
-    loop {
-        let now = tokio::time::Instant::now();
-        if now >= until {
-            return true;
-        }
-        let step = PROBE_INTERVAL.min(until - now);
-        if !crate::backoff::sleep_unless_cancelled(step, shutdown).await {
-            return false;
-        }
-        let probe = tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            answered = answers(client) => answered,
-        };
-        if probe {
-            return true;
-        }
-    }
+    // A clone per probe (a handle on the same channel): the probe's future owns what it uses.
+    let client: &Client = client;
+    crate::backoff::pause_unless(delay, PROBE_INTERVAL, shutdown, || {
+        let mut client = client.clone();
+        async move { answers(&mut client).await }
+    })
+    .await
 }
 
 fn read_file(path: &PathBuf) -> Result<Vec<u8>, EtcdError> {

@@ -67,11 +67,25 @@ pub async fn get(
 
 /// A router answering `GET <path>` with every metric of `registry` in the Prometheus text format.
 pub fn metrics_router(registry: Registry, path: &str) -> Router {
+    metrics_router_with(registry, path, || {})
+}
+
+/// As [`metrics_router`], calling `refresh` before each scrape (for gauges computed on demand,
+/// such as an age that grows between events).
+pub fn metrics_router_with(
+    registry: Registry,
+    path: &str,
+    refresh: impl Fn() + Clone + Send + Sync + 'static,
+) -> Router {
     Router::new().route(
         path,
         routing::get(move || {
             let registry = registry.clone();
-            async move { render(&registry) }
+            let refresh = refresh.clone();
+            async move {
+                refresh();
+                render(&registry)
+            }
         }),
     )
 }

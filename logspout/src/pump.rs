@@ -181,7 +181,9 @@ impl Pump {
                     }
                     let delay = delays.next().unwrap_or(self.settings.backoff.max_delay);
                     tracing::warn!(error = %e, retry_in = ?delay, "Docker event stream interrupted, reconnecting");
-                    if !sleep_unless_cancelled(delay, &shutdown).await {
+                    // Back within a ping (250 ms) of a restarted daemon's return.
+                    if !common::docker::pause_unless_answering(&self.docker, delay, &shutdown).await
+                    {
                         break;
                     }
                 }
@@ -432,7 +434,7 @@ impl Pump {
             }
             let delay = delays.next().unwrap_or(self.settings.backoff.max_delay);
             tracing::debug!(container = %short, retry_in = ?delay, "log stream ended, re-attaching");
-            if !sleep_unless_cancelled(delay, shutdown).await {
+            if !common::docker::pause_unless_answering(&self.docker, delay, shutdown).await {
                 break;
             }
         }

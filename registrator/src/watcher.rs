@@ -13,7 +13,7 @@ use bollard::query_parameters::{
     EventsOptions, InspectContainerOptions, ListContainersOptionsBuilder,
 };
 use common::DockerSettings;
-use common::backoff::{Backoff, sleep_unless_cancelled};
+use common::backoff::Backoff;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,14 @@ impl ContainerWatcher {
             }
             let delay = delays.next().unwrap_or(policy.max_delay);
             tracing::warn!(%reason, retry_in = ?delay, "lost Docker, will reconnect");
-            if !sleep_unless_cancelled(delay, &shutdown).await {
+            // A ping every 250 ms cuts the pause short: a restarted daemon is followed (and
+            // resynced) within a probe interval of its return.
+            if !self
+                .settings
+                .docker
+                .pause_unless_answering(delay, &shutdown)
+                .await
+            {
                 return;
             }
         }

@@ -19,9 +19,13 @@ use crate::short;
 
 /// Bound on removing this instance's records at shutdown.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bound on each etcd request of a flush (and on one lease renewal). A healthy cluster answers in milliseconds; one that
-/// lost quorum holds a request until its own timeout (about 7 s), long after quorum may be back.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on each etcd request of a flush (and on one lease renewal). A healthy cluster answers
+/// in milliseconds (a loaded one in tens). A follower whose leader just died holds a proposal
+/// until it notices (etcd's election timeout, 1 s by default) and one that lost quorum until
+/// etcd's own request timeout (about 7 s): a retry through another member after a probe finds
+/// etcd answering lands sooner. Requests are idempotent puts and deletes of this host's keys,
+/// so a retry of one that did land is harmless.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One record: where, what, and which service it stands for (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
