@@ -2,7 +2,6 @@
 //! (`/metrics` or `PROMETHEUS_PATH`, and `/health`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -131,21 +130,43 @@ impl Metrics {
     }
 }
 
-/// `/health` (200 when the index is synced, 503 otherwise) plus the metrics at `path`.
+/// `/health` (200 when the index is synced, 503 otherwise, the body saying for how long and
+/// how many records are being answered from the last index) plus the metrics at `path`.
 pub fn router(shared: Arc<Shared>, path: &str) -> Router {
-    let metrics = common::http::metrics_router(shared.metrics.registry.clone(), path);
+    let for_metrics = shared.clone();
+    let metrics =
+        common::http::metrics_router_with(shared.metrics.registry.clone(), path, move || {
+            refresh_age(&for_metrics)
+        });
     let health = get(move || {
         let shared = shared.clone();
         async move {
-            if shared.synced.load(Ordering::Acquire) {
-                (StatusCode::OK, "synced\n")
-            } else {
-                (
+            refresh_age(&shared);
+            let records = shared.index.load().len();
+            match shared.sync.age() {
+                None => (
+                    StatusCode::OK,
+                    format!("synced with etcd; {records} records\n"),
+                ),
+                Some(age) => (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "index not synced with etcd\n",
-                )
+                    format!(
+                        "index not synced with etcd for {} s; answering from the last index \
+                         ({records} records)\n",
+                        age.as_secs()
+                    ),
+                ),
             }
         }
     });
     metrics.route("/health", health)
+}
+
+/// Sets `skydns_index_age_seconds` from the sync state (0 while the watch is live).
+fn refresh_age(shared: &Shared) {
+    let age = shared.sync.age().map_or(0, |age| age.as_secs());
+    shared
+        .metrics
+        .index_age
+        .set(i64::try_from(age).unwrap_or(i64::MAX));
 }

@@ -3,7 +3,8 @@
 //! the forwarders and the metrics.
 
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use ipnet::IpNet;
@@ -19,8 +20,8 @@ pub struct Shared {
     pub zone: Zone,
     /// The latest index snapshot; readers `load()` it, only the watcher `store()`s.
     pub index: ArcSwap<ZoneIndex>,
-    /// True while the index follows etcd through a live watch.
-    pub synced: AtomicBool,
+    /// Whether the index follows etcd through a live watch, and since when it does not.
+    pub sync: SyncState,
     pub upstream: Upstream,
     /// Clients allowed to have queries forwarded.
     pub forward_allow: Vec<IpNet>,
@@ -52,7 +53,7 @@ impl Shared {
         Self {
             zone,
             index: ArcSwap::from_pointee(ZoneIndex::new()),
-            synced: AtomicBool::new(false),
+            sync: SyncState::new(),
             upstream,
             forward_allow,
             metrics,
@@ -69,5 +70,39 @@ impl Shared {
             v4 => v4,
         };
         self.forward_allow.iter().any(|net| net.contains(&client))
+    }
+}
+
+/// Whether the index follows etcd: `None` while a live watch feeds it, otherwise the instant
+/// since which it has not (the watch was lost, or the first read has not finished).
+#[derive(Debug)]
+pub struct SyncState(Mutex<Option<Instant>>);
+
+impl SyncState {
+    /// Not synced yet, since now.
+    pub fn new() -> Self {
+        Self(Mutex::new(Some(Instant::now())))
+    }
+
+    /// Records a live watch (`true`) or its loss; a loss keeps the instant of the first one.
+    pub fn set(&self, synced: bool) {
+        let mut since = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if synced {
+            *since = None;
+        } else if since.is_none() {
+            *since = Some(Instant::now());
+        }
+    }
+
+    /// How long the index has not followed etcd; `None` while it does.
+    pub fn age(&self) -> Option<Duration> {
+        let since = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        since.map(|t| t.elapsed())
+    }
+}
+
+impl Default for SyncState {
+    fn default() -> Self {
+        Self::new()
     }
 }

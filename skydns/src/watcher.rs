@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{Backoff, KeySchema};
@@ -15,8 +14,16 @@ use tokio_util::sync::CancellationToken;
 use crate::index::{EntryError, Leaf, LeaseInfo, ZoneIndex};
 use crate::state::Shared;
 
-/// How often leases are checked and the index-age metric updated.
+/// How often leases are checked, and a silent watch asked for its progress.
 const TICK: Duration = Duration::from_secs(1);
+/// A watch that answers nothing for this long (not even progress requests, sent every
+/// [`TICK`] while it is silent) is given up and the index re-read through another member: the
+/// member holding it is paused, hung or cut off, and its silence would pass for "no changes".
+const WATCH_SILENCE: Duration = Duration::from_secs(3);
+/// Bound on setting up a watch.
+const WATCH_CREATE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on reading one lease's TTL.
+const LEASE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Keys per page when reading the whole prefix.
 const LIST_PAGE: i64 = 5000;
 
@@ -49,6 +56,10 @@ pub enum WatchError {
     Cancelled(String),
     #[error("the etcd watch stream ended")]
     Ended,
+    #[error(
+        "the etcd member holding the watch said nothing for {0:?}, not even to a progress request"
+    )]
+    Silent(Duration),
 }
 
 /// Keeps `Shared::index` in step with etcd.
@@ -140,12 +151,10 @@ impl Watcher {
                     tracing::warn!(%error, "lost the etcd watch; re-reading the index");
                 }
             }
-            let unsynced_since = Instant::now();
             let mut delays = backoff.delays();
             // The first re-read is at once (another member may answer); then with backoff.
             let mut failures = 0u64;
             loop {
-                self.report_age(Some(unsynced_since));
                 match self.load().await {
                     Ok(rev) => {
                         revision = rev;
@@ -170,20 +179,31 @@ impl Watcher {
 
     async fn watch(&mut self, from: i64, shutdown: &CancellationToken) -> Result<(), WatchError> {
         let options = WatchOptions::new().with_prefix().with_start_revision(from);
-        let mut stream = self
-            .client
-            .watch(self.schema.watch_prefix(), Some(options))
-            .await?;
+        let create = self.client.watch(self.schema.watch_prefix(), Some(options));
+        let mut stream = tokio::time::timeout(WATCH_CREATE_TIMEOUT, create)
+            .await
+            .map_err(|_| WatchError::Silent(WATCH_CREATE_TIMEOUT))??;
         self.set_synced(true);
         let mut tick = tokio::time::interval(TICK);
+        // When the watch last said anything (events, or an answer to a progress request).
+        let mut heard = Instant::now();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 _ = tick.tick() => {
                     self.refresh_leases().await;
-                    self.report_age(None);
+                    let silent = heard.elapsed();
+                    if silent >= WATCH_SILENCE {
+                        return Err(WatchError::Silent(silent));
+                    }
+                    if silent >= TICK {
+                        // The member holding the watch answers this itself (no consensus):
+                        // silence means it is paused, hung or unreachable.
+                        let _ = stream.request_progress().await;
+                    }
                 }
                 message = stream.message() => {
+                    heard = Instant::now();
                     let Some(response) = message? else {
                         return Err(WatchError::Ended);
                     };
@@ -218,19 +238,8 @@ impl Watcher {
     }
 
     fn set_synced(&self, synced: bool) {
-        self.shared.synced.store(synced, Ordering::Release);
+        self.shared.sync.set(synced);
         self.shared.metrics.index_synced.set(i64::from(synced));
-        if synced {
-            self.shared.metrics.index_age.set(0);
-        }
-    }
-
-    fn report_age(&self, unsynced_since: Option<Instant>) {
-        let age = unsynced_since.map_or(0, |since| since.elapsed().as_secs());
-        self.shared
-            .metrics
-            .index_age
-            .set(i64::try_from(age).unwrap_or(i64::MAX));
     }
 
     fn publish(&self) {
@@ -285,9 +294,19 @@ impl Watcher {
         tracing::warn!(%error, "skipping etcd entry");
     }
 
-    async fn fetch_lease(&mut self, index: &mut ZoneIndex, lease: i64) {
+    /// Reads one lease's TTL into `index`; false if etcd did not answer (within
+    /// [`LEASE_READ_TIMEOUT`]).
+    async fn fetch_lease(&mut self, index: &mut ZoneIndex, lease: i64) -> bool {
         let asked = Instant::now();
-        match self.client.lease_time_to_live(lease, None).await {
+        let read = self.client.lease_time_to_live(lease, None);
+        let answer = match tokio::time::timeout(LEASE_READ_TIMEOUT, read).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::warn!(lease, timeout = ?LEASE_READ_TIMEOUT, "cannot read the lease's TTL: no answer");
+                return false;
+            }
+        };
+        match answer {
             Ok(response) if response.ttl() > 0 => {
                 let left = Duration::from_secs(u64::try_from(response.ttl()).unwrap_or(0));
                 let granted =
@@ -301,8 +320,12 @@ impl Watcher {
                 );
             }
             Ok(_) => index.remove_lease(lease),
-            Err(error) => tracing::warn!(lease, %error, "cannot read the lease's TTL"),
+            Err(error) => {
+                tracing::warn!(lease, %error, "cannot read the lease's TTL");
+                return false;
+            }
         }
+        true
     }
 
     /// Re-reads leases past half their granted TTL: a kept-alive lease gets its new expiry, an
@@ -320,7 +343,10 @@ impl Watcher {
         }
         let mut index = self.index.clone();
         for lease in due {
-            self.fetch_lease(&mut index, lease).await;
+            // etcd not answering: the rest wait for the next tick (no pile of timeouts).
+            if !self.fetch_lease(&mut index, lease).await {
+                break;
+            }
         }
         self.index = index;
         self.publish();

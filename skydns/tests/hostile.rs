@@ -514,21 +514,7 @@ async fn closed_by_server(stream: &mut TcpStream, wait: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_tcp_connections_beyond_the_limit_are_closed_and_queries_still_work() {
     // The default limit: 512 connections; 8 more are opened.
-    let port = free_tcp_port();
-    let port_text = port.to_string();
-    let server = Running::start(
-        &good_records(),
-        &[
-            "-domain",
-            "skydns.test.",
-            "-metrics-port",
-            &port_text,
-            "-metrics-ip",
-            "127.0.0.1",
-        ],
-    )
-    .await;
-    let metrics: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (server, metrics) = Running::start_with_metrics(&good_records()).await;
     let streams = idle_connections(server.addr, 520).await;
     // Every connection waits for its fate at the same time; the open ones time out.
     let mut checks = tokio::task::JoinSet::new();

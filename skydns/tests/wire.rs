@@ -310,21 +310,9 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health() {
-    let port = harness::process::free_tcp_port();
-    let port_text = port.to_string();
-    let mut server = Running::start(
-        &[("/skydns/test/skydns/web/a", r#"{"host":"10.0.0.1"}"#)],
-        &[
-            "-domain",
-            "skydns.test.",
-            "-metrics-port",
-            &port_text,
-            "-metrics-ip",
-            "127.0.0.1",
-        ],
-    )
-    .await;
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (mut server, addr) =
+        Running::start_with_metrics(&[("/skydns/test/skydns/web/a", r#"{"host":"10.0.0.1"}"#)])
+            .await;
     let reply = server
         .client
         .udp("web.skydns.test.", RecordType::A)
@@ -338,7 +326,7 @@ async fn metrics_and_health() {
         .unwrap();
 
     let health = http_get(addr, "/health").await;
-    assert!(health.starts_with("200 "), "{health}");
+    assert_eq!(health, "200 synced with etcd; 1 records\n");
     let metrics = http_get(addr, "/metrics").await;
     for line in [
         "skydns_requests_total{rcode=\"No Error\",type=\"A\"}",
@@ -367,7 +355,62 @@ async fn metrics_and_health() {
         .await
         .unwrap();
     assert_eq!(reply.answers.len(), 1);
+    // The age grows while etcd stays away, on /health and on /metrics alike.
+    harness::wait_until(
+        "health to report the index's age",
+        support::WAIT,
+        || async {
+            let health = http_get(addr, "/health").await;
+            let metrics = http_get(addr, "/metrics").await;
+            let age = harness::http::metric_sum(&metrics, "skydns_index_age_seconds");
+            (age >= 1.0
+                && metrics.contains("skydns_index_synced 0")
+                && health.starts_with("503 index not synced with etcd for ")
+                && health.ends_with(" s; answering from the last index (1 records)\n")
+                && !health.contains(" for 0 s"))
+            .then_some(())
+        },
+    )
+    .await;
     server.etcd.restart().await;
+    harness::wait_until("health to recover", support::WAIT, || async {
+        let metrics = http_get(addr, "/metrics").await;
+        (http_get(addr, "/health").await.starts_with("200 ")
+            && harness::http::metric_sum(&metrics, "skydns_index_age_seconds") == 0.0)
+            .then_some(())
+    })
+    .await;
+    server.stop().await;
+}
+
+/// A frozen etcd keeps the connection open and says nothing: the watch's silence must not pass
+/// for "no changes". skydns asks a silent watch for its progress every second and gives it up
+/// after 3 s; HTTP/2 pings alone (6 s + 2 s, then reconnects to the same frozen member) took
+/// 8-17 s in the cluster suite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_etcd_is_noticed_within_seconds_and_answers_keep_coming() {
+    let (server, addr) =
+        Running::start_with_metrics(&[("/skydns/test/skydns/web/a", r#"{"host":"10.0.0.1"}"#)])
+            .await;
+    assert!(http_get(addr, "/health").await.starts_with("200 "));
+    server.etcd.pause();
+    let paused = std::time::Instant::now();
+    let noticed = std::time::Duration::from_secs(7);
+    harness::wait_until("health to report the frozen etcd", noticed, || async {
+        http_get(addr, "/health")
+            .await
+            .starts_with("503 ")
+            .then_some(())
+    })
+    .await;
+    eprintln!("frozen etcd noticed after {:?}", paused.elapsed());
+    let reply = server
+        .client
+        .udp("web.skydns.test.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(reply.answers.len(), 1);
+    server.etcd.resume();
     harness::wait_until("health to recover", support::WAIT, || async {
         http_get(addr, "/health")
             .await

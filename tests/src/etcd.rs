@@ -396,6 +396,16 @@ impl EtcdServer {
     pub async fn restart(&mut self) {
         self.cluster.restart_member(0).await;
     }
+
+    /// Freezes it with SIGSTOP: connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.cluster.pause_member(0);
+    }
+
+    /// Resumes it after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.cluster.resume_member(0);
+    }
 }
 
 /// The events of the next watch response that has any (etcd first sends an empty "created"

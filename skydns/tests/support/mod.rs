@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use harness::process::free_tcp_udp_port;
+use harness::process::{free_tcp_port, free_tcp_udp_port};
 use harness::{DnsClient, EtcdServer, FakeUpstream, wait_until};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
@@ -52,6 +52,23 @@ impl Running {
         put_all(&etcd, entries).await;
         let upstream = FakeUpstream::start().await;
         Self::start_with(etcd, upstream, args).await
+    }
+
+    /// As [`start`](Self::start) for `-domain skydns.test.` with `/metrics` and `/health` on a
+    /// free loopback port; returns the server and that HTTP address.
+    pub async fn start_with_metrics(entries: &[(&str, &str)]) -> (Self, SocketAddr) {
+        let port = free_tcp_port();
+        let port_text = port.to_string();
+        let args = [
+            "-domain",
+            "skydns.test.",
+            "-metrics-port",
+            &port_text,
+            "-metrics-ip",
+            "127.0.0.1",
+        ];
+        let server = Self::start(entries, &args).await;
+        (server, SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     pub async fn start_with(etcd: EtcdServer, upstream: FakeUpstream, args: &[&str]) -> Self {
