@@ -184,6 +184,8 @@ pub struct Host {
     pub logspout_http: Option<SocketAddr>,
     /// This host's skydns.
     pub dns: DnsClient,
+    /// skydns's HTTP address (`/health`, `/metrics`).
+    pub skydns_http: SocketAddr,
     /// One per etcd member, in member order.
     pub proxies: Vec<TcpProxy>,
     pub daemon: DockerDaemon,
@@ -212,6 +214,19 @@ impl Host {
             .ok()?;
         (status == 200).then(|| crate::http::metric_sum(&body, prefix))
     }
+
+    /// skydns's `/health` (status and body) and its `skydns_index_age_seconds`; `None` while
+    /// either does not answer.
+    pub async fn skydns_health(&self) -> Option<(u16, String, f64)> {
+        let (status, body) = crate::http::http_get(self.skydns_http, "/health")
+            .await
+            .ok()?;
+        let (_, metrics) = crate::http::http_get(self.skydns_http, "/metrics")
+            .await
+            .ok()?;
+        let age = crate::http::metric_sum(&metrics, "skydns_index_age_seconds");
+        Some((status, body, age))
+    }
 }
 
 /// The whole cluster; dropped → components stopped, daemons and etcd removed (component logs
@@ -220,8 +235,9 @@ impl Host {
 pub struct Cluster {
     pub hosts: Vec<Host>,
     pub etcd: EtcdCluster,
-    /// Where every host's logspout ships (syslog over TCP), if started.
-    pub syslog: Option<crate::SyslogReceiver>,
+    /// Where every host's logspout ships (syslog over TCP), if started: the `syslog-sink`
+    /// binary as a process, so that a test can SIGKILL it mid-stream.
+    pub syslog: Option<crate::sink::SinkProcess>,
     logs: tempfile::TempDir,
 }
 
@@ -254,7 +270,7 @@ impl Cluster {
         logspout_env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> Self {
         let syslog = if logspout {
-            Some(crate::SyslogReceiver::start().await)
+            Some(crate::sink::SinkProcess::start().await)
         } else {
             None
         };
@@ -304,6 +320,7 @@ impl Cluster {
                 logs.path().join(format!("registrator-{index}.log")),
             );
             let dns_addr = SocketAddr::from(([127, 0, 0, 1], free_tcp_udp_port()));
+            let skydns_http = SocketAddr::from(([127, 0, 0, 1], free_tcp_udp_port()));
             let skydns = Component::start(
                 "skydns",
                 vec!["-no-rec".into()],
@@ -311,6 +328,8 @@ impl Cluster {
                     ("ETCD_MACHINES".into(), machines.join(",")),
                     ("SKYDNS_ADDR".into(), dns_addr.to_string()),
                     ("SKYDNS_NAMESERVERS".into(), "127.0.0.1:9".into()),
+                    ("PROMETHEUS_PORT".into(), skydns_http.port().to_string()),
+                    ("SKYDNS_METRICS_IP".into(), "127.0.0.1".into()),
                 ],
                 logs.path().join(format!("skydns-{index}.log")),
             );
@@ -340,6 +359,7 @@ impl Cluster {
                 logspout,
                 logspout_http,
                 dns: DnsClient::new(dns_addr).with_timeout(Duration::from_millis(500)),
+                skydns_http,
                 proxies,
                 daemon,
             });

@@ -178,12 +178,22 @@ async fn etcd_member_killed_and_restarted_one_at_a_time_body() {
     let mut slowest = Duration::ZERO;
     let mut fault_end = Instant::now();
     for member in [0, 0, 1, 2] {
+        let was_leader = cluster.etcd.leader().await == Some(member);
         cluster.etcd.kill_member(member);
+        let killed = Instant::now();
         row.faults += 1;
         for _ in 0..3 {
             let op = workload.step(&cluster, PER_HOST).await;
             let via = cluster.hosts.len() - 1 - op.container.host;
-            slowest = slowest.max(op_latency(&cluster, &op, via).await);
+            let took = op_latency(&cluster, &op, via).await;
+            eprintln!(
+                "member {member} killed{}: {} of {} in DNS {took:?} after it ({:?} after the kill)",
+                if was_leader { " (the leader)" } else { "" },
+                if op.started { "start" } else { "stop" },
+                op.container.name,
+                killed.elapsed()
+            );
+            slowest = slowest.max(took);
         }
         cluster.etcd.start_member(member);
         cluster.etcd.wait_serving().await;
@@ -229,9 +239,28 @@ async fn quorum_lost_for_20_s_then_restored_body() {
     cluster.etcd.pause_member(leader);
     row.faults = 3;
     let mut ops = Vec::new();
+    // Per host, the largest index age skydns reported (503 on /health and the age metric).
+    let mut reported: Vec<Option<(f64, String)>> = vec![None; cluster.hosts.len()];
     while outage.elapsed() < Duration::from_secs(20) {
         ops.push(workload.step(&cluster, PER_HOST).await);
         tokio::time::sleep(Duration::from_secs(3)).await;
+        // A watch on a killed member ends at once; one on the paused leader within the
+        // keepalive (6 s + 2 s): from then on every skydns must say how old its index is.
+        if outage.elapsed() > Duration::from_secs(11) {
+            for (host, seen) in cluster.hosts.iter().zip(&mut reported) {
+                if let Some((503, body, age)) = host.skydns_health().await {
+                    if age >= 1.0 && body.contains("not synced") {
+                        *seen = Some((age, body));
+                    }
+                }
+            }
+        }
+    }
+    for (host, seen) in reported.iter().enumerate() {
+        let (age, body) = seen.as_ref().unwrap_or_else(|| {
+            panic!("host {host}'s skydns never reported an index age during the quorum loss")
+        });
+        eprintln!("host {host}'s skydns during the quorum loss: age {age} s, /health {body:?}");
     }
     cluster.assert_running();
     cluster.etcd.resume_member(leader);
@@ -247,6 +276,17 @@ async fn quorum_lost_for_20_s_then_restored_body() {
     // Measured from the end of the outage: the operations could not land before.
     let slowest_after_restore = restored.elapsed();
     converge_into(&cluster, &mut row, restored).await;
+    for host in &cluster.hosts {
+        harness::wait_until(
+            "skydns /health to say synced after the quorum loss",
+            CONVERGE,
+            || async {
+                let (status, _, age) = host.skydns_health().await?;
+                (status == 200 && age == 0.0).then_some(())
+            },
+        )
+        .await;
+    }
     let gap = probe.stop().await;
     row.operations = workload.operations - ops_before;
     row.longest_gap_ms = gap.as_millis();
@@ -459,9 +499,10 @@ fn syslog_receiver_killed_mid_stream_then_back() {
 }
 
 /// Fault 6: one writer container per host prints `seq` lines in bursts (10 every 40 ms) while
-/// the syslog receiver is stopped abruptly (its sockets and connections closed, unread data
-/// and partial frames with them, as when its process dies) just after a line arrived, kept
-/// down [`RECEIVER_DOWN`] and listening again on the same port, [`RECEIVER_KILLS`] times.
+/// the syslog receiver (the `syslog-sink` process) is SIGKILLed just after a line arrived (its
+/// connections reset, unread data, partial frames and lines not yet written out lost with
+/// it), kept down [`RECEIVER_DOWN`] and started again on the same port, [`RECEIVER_KILLS`]
+/// times.
 /// Host 0's logspout (default 4 MiB queue) must deliver every line (at least once: at most one
 /// batch twice per lost connection, the duplicates reported); host 1's has a 64 KiB queue
 /// that overflows while the receiver is down: the lines missing at the receiver must equal
@@ -481,7 +522,7 @@ async fn syslog_receiver_killed_mid_stream_body() {
     for host in 0..HOSTS {
         workload.start_writer(&cluster, host, 10, 40).await;
     }
-    let count = |cluster: &Cluster| cluster.syslog.as_ref().map_or(0, |r| r.messages().len());
+    let count = |cluster: &Cluster| cluster.syslog.as_ref().map_or(0, |r| r.count());
     // Until the writers' lines stream in.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut faults = 0;
@@ -498,14 +539,11 @@ async fn syslog_receiver_killed_mid_stream_body() {
             "no log line arrived for 10 s before the kill"
         );
         let receiver = cluster.syslog.as_mut().expect("the cluster has a receiver");
-        receiver.stop().await;
+        receiver.kill();
         faults += 1;
-        eprintln!(
-            "receiver stopped after {} messages",
-            receiver.messages().len()
-        );
+        eprintln!("receiver SIGKILLed after {} messages", receiver.count());
         tokio::time::sleep(RECEIVER_DOWN).await;
-        receiver.resume().await;
+        receiver.restart().await;
         back = Instant::now();
         // Streaming again before the next kill.
         let resumed = count(&cluster);

@@ -1,12 +1,13 @@
 //! `syslog-sink`: a minimal central syslog receiver, packaged as the `syslog-sink` image for the
-//! `docker-rsyslog` fleet unit and the end-to-end test. It listens on UDP and TCP (port 514 on
-//! every address, or `--port N`) and prints each message on stdout as one line: every UDP
+//! `docker-rsyslog` fleet unit and the end-to-end test, and run as a process by the cluster
+//! suite (which SIGKILLs it mid-stream). It listens on UDP and TCP (port 514, or `--port N`, on
+//! every address, or `--ip A`) and prints each message on stdout as one line: every UDP
 //! datagram, and every TCP message in either RFC 6587 framing (newline-terminated or octet
 //! counting). Newlines inside a message are printed as `\n`. SIGTERM or SIGINT stops it with exit
 //! status 0. It stores nothing and forwards nothing: replace it with a real rsyslog for that.
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 
 use harness::syslog::next_frame;
@@ -17,11 +18,11 @@ use tokio::task::JoinSet;
 const DEFAULT_PORT: u16 = 514;
 /// A TCP peer that sends this much without completing a message is disconnected.
 const MAX_MESSAGE: usize = 1 << 20;
-const USAGE: &str = "usage: syslog-sink [--port N] [--version]";
+const USAGE: &str = "usage: syslog-sink [--port N] [--ip ADDRESS] [--version]";
 
 fn main() -> ExitCode {
-    let port = match parse_args(std::env::args().skip(1)) {
-        Ok(Some(port)) => port,
+    let addr = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(addr)) => addr,
         Ok(None) => {
             println!("syslog-sink {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(port)) {
+    match runtime.block_on(serve(addr)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("syslog-sink: {e}");
@@ -47,31 +48,42 @@ fn main() -> ExitCode {
     }
 }
 
-/// The port to listen on, or `None` for `--version`.
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<u16>, String> {
-    let mut port = DEFAULT_PORT;
+/// The address to listen on, or `None` for `--version`.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<SocketAddr>, String> {
+    let mut addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT));
     while let Some(arg) = args.next() {
-        let value = match arg.as_str() {
-            "--version" | "-version" => return Ok(None),
-            "--port" | "-port" => args.next().ok_or("--port needs a value")?,
-            other => match other
-                .strip_prefix("--port=")
-                .or_else(|| other.strip_prefix("-port="))
-            {
-                Some(value) => value.to_owned(),
-                None => return Err(format!("unknown argument {other:?}")),
-            },
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+            None => (arg.clone(), None),
         };
-        port = value
-            .parse()
-            .map_err(|_| format!("{value:?} is not a port number"))?;
+        let name = name.trim_start_matches('-');
+        if name == "version" && inline.is_none() && arg.starts_with('-') {
+            return Ok(None);
+        }
+        if !arg.starts_with('-') || !matches!(name, "port" | "ip") {
+            return Err(format!("unknown argument {arg:?}"));
+        }
+        let value = match inline {
+            Some(value) => value,
+            None => args.next().ok_or(format!("--{name} needs a value"))?,
+        };
+        if name == "port" {
+            let port = value
+                .parse()
+                .map_err(|_| format!("{value:?} is not a port number"))?;
+            addr.set_port(port);
+        } else {
+            let ip: IpAddr = value
+                .parse()
+                .map_err(|_| format!("{value:?} is not an IP address"))?;
+            addr.set_ip(ip);
+        }
     }
-    Ok(Some(port))
+    Ok(Some(addr))
 }
 
-async fn serve(port: u16) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr) -> std::io::Result<()> {
     let shutdown = common::shutdown::install()?;
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
     let udp = UdpSocket::bind(addr).await?;
     let tcp = TcpListener::bind(addr).await?;
     eprintln!("syslog-sink: listening on udp and tcp {addr}");
@@ -173,18 +185,30 @@ async fn read_messages(mut stream: TcpStream) {
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Option<u16>, String> {
+    fn parse(args: &[&str]) -> Result<Option<SocketAddr>, String> {
         parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    fn addr(text: &str) -> Result<Option<SocketAddr>, String> {
+        Ok(Some(text.parse().unwrap()))
     }
 
     #[test]
     fn arguments() {
-        assert_eq!(parse(&[]), Ok(Some(514)));
-        assert_eq!(parse(&["--port", "1514"]), Ok(Some(1514)));
-        assert_eq!(parse(&["-port=5140"]), Ok(Some(5140)));
+        assert_eq!(parse(&[]), addr("0.0.0.0:514"));
+        assert_eq!(parse(&["--port", "1514"]), addr("0.0.0.0:1514"));
+        assert_eq!(parse(&["-port=5140"]), addr("0.0.0.0:5140"));
+        assert_eq!(
+            parse(&["--ip", "127.0.0.1", "--port=9"]),
+            addr("127.0.0.1:9")
+        );
+        assert_eq!(parse(&["--ip=::1"]), addr("[::1]:514"));
         assert_eq!(parse(&["--version"]), Ok(None));
         assert!(parse(&["--port"]).is_err());
         assert!(parse(&["--port", "70000"]).is_err());
+        assert!(parse(&["--ip", "localhost"]).is_err());
+        assert!(parse(&["--version=1"]).is_err());
         assert!(parse(&["514"]).is_err());
+        assert!(parse(&["--bogus", "1"]).is_err());
     }
 }
