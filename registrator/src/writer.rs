@@ -27,6 +27,17 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// so a retry of one that did land is harmless.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How one lease renewal ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    /// Renewed, or there is no lease to renew.
+    Renewed,
+    /// etcd no longer knows the lease: every record must be written again.
+    Lost,
+    /// etcd did not answer (or the keep-alive stream ended): retried.
+    Failed,
+}
+
 /// One record: where, what, and which service it stands for (for the log).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -112,6 +123,8 @@ pub struct RegistryWriter {
     metrics: Metrics,
     lease: Option<i64>,
     keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    /// The last renewal failed (etcd did not answer): logged once, retried after each probe.
+    renewal_failing: bool,
     containers: HashMap<String, Owned>,
     /// What this instance believes is in etcd.
     written: BTreeMap<String, Written>,
@@ -145,6 +158,7 @@ impl RegistryWriter {
             metrics,
             lease: None,
             keeper: None,
+            renewal_failing: false,
             containers: HashMap::new(),
             written: BTreeMap::new(),
             abandoned: Vec::new(),
@@ -175,6 +189,8 @@ impl RegistryWriter {
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // While writes wait for their retry, etcd is asked whether it answers again, so pending
         // records land right after an outage instead of after the backoff step.
+        // The same probe runs while a lease renewal has failed, so that the lease is renewed (or
+        // found lost) right after the outage rather than at the next refresh.
         let mut probe = tokio::time::interval(common::etcd::PROBE_INTERVAL);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -229,15 +245,26 @@ impl RegistryWriter {
                     None => break,
                 },
                 () = retry_sleep => retry_at = None,
-                _ = probe.tick(), if retry_at.is_some() => {
+                _ = probe.tick(), if retry_at.is_some() || self.renewal_failing => {
                     if common::etcd::answers(&mut self.client).await {
-                        tracing::info!(failed_attempts = failures, "etcd answers again; writing the pending records now");
-                        retry_at = None;
+                        if retry_at.is_some() {
+                            tracing::info!(failed_attempts = failures, "etcd answers again; writing the pending records now");
+                            retry_at = None;
+                        }
+                        // Renew now rather than at the next refresh: a lease that expired
+                        // meanwhile is found out (and everything written again) at once.
+                        if self.renewal_failing && self.keep_alive().await == Renewal::Lost {
+                            dirty = true;
+                        }
                     }
                 }
                 _ = refresh.tick(), if self.ttl.is_some() => {
-                    if self.keep_alive().await {
-                        dirty = true;
+                    let was_failing = self.renewal_failing;
+                    match self.keep_alive().await {
+                        Renewal::Renewed => {}
+                        Renewal::Lost => dirty = true,
+                        Renewal::Failed if !was_failing => probe.reset(),
+                        Renewal::Failed => {}
                     }
                 }
             }
@@ -430,10 +457,11 @@ impl RegistryWriter {
         self.written.clear();
     }
 
-    /// Renews the lease. Returns true when it was lost and everything must be written again.
-    async fn keep_alive(&mut self) -> bool {
+    /// Renews the lease: renewed (or no lease), lost (everything must be written again), or
+    /// failed (etcd did not answer; retried).
+    async fn keep_alive(&mut self) -> Renewal {
         let Some(lease) = self.lease else {
-            return false;
+            return Renewal::Renewed;
         };
         let result = tokio::time::timeout(REQUEST_TIMEOUT, async {
             if self.keeper.is_none() {
@@ -446,34 +474,49 @@ impl RegistryWriter {
             stream.message().await
         })
         .await;
-        match result {
-            Ok(Ok(Some(response))) if response.ttl() > 0 => false,
+        let renewal = match result {
+            Ok(Ok(Some(response))) if response.ttl() > 0 => Renewal::Renewed,
             Ok(Ok(Some(_))) => {
                 self.lease_lost();
-                true
-            }
-            Ok(Ok(None)) => {
-                self.keeper = None;
-                false
+                Renewal::Lost
             }
             Ok(Err(err)) if lease_not_found(&err) => {
                 // The lease expired while etcd was unreachable: nothing renews it any more.
                 self.lease_lost();
-                true
+                Renewal::Lost
+            }
+            Ok(Ok(None)) => {
+                self.renewal_failed(lease, "the keep-alive stream ended".into());
+                Renewal::Failed
             }
             Ok(Err(err)) => {
-                self.metrics.etcd_errors.inc();
-                tracing::warn!(lease, error = %err, "could not renew the etcd lease, will retry");
-                self.keeper = None;
-                false
+                self.renewal_failed(lease, err.to_string());
+                Renewal::Failed
             }
             Err(_) => {
-                self.metrics.etcd_errors.inc();
-                tracing::warn!(lease, "renewing the etcd lease timed out, will retry");
-                self.keeper = None;
-                false
+                self.renewal_failed(lease, format!("no answer within {REQUEST_TIMEOUT:?}"));
+                Renewal::Failed
             }
+        };
+        if renewal != Renewal::Failed {
+            if self.renewal_failing && renewal == Renewal::Renewed {
+                tracing::info!(lease, "the etcd lease is renewed again");
+            }
+            self.renewal_failing = false;
         }
+        renewal
+    }
+
+    /// A renewal that etcd did not answer: counted, logged once per outage, retried.
+    fn renewal_failed(&mut self, lease: i64, error: String) {
+        self.metrics.etcd_errors.inc();
+        self.keeper = None;
+        if self.renewal_failing {
+            tracing::debug!(lease, %error, "could not renew the etcd lease yet");
+        } else {
+            tracing::warn!(lease, %error, "could not renew the etcd lease, will retry as soon as etcd answers");
+        }
+        self.renewal_failing = true;
     }
 
     /// Removes every record this instance wrote and revokes its lease. Wanted records are
