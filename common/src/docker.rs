@@ -195,17 +195,20 @@ impl DockerSettings {
         Ok(docker)
     }
 
-    /// [`pause_unless_answering`] for a daemon not connected to yet.
+    /// [`pause_unless_answering`] for a daemon not connected to yet (its socket may not even
+    /// exist while it restarts: that counts as not answering).
     pub async fn pause_unless_answering(
         &self,
         delay: Duration,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> bool {
-        match self.client() {
-            Ok(docker) => pause_unless_answering(&docker, delay, shutdown).await,
-            // Settings that make no client never will: just wait.
-            Err(_) => crate::backoff::sleep_unless_cancelled(delay, shutdown).await,
-        }
+        pause_while_away(delay, shutdown, || async {
+            match self.client() {
+                Ok(docker) => answers(&docker).await,
+                Err(_) => false,
+            }
+        })
+        .await
     }
 
     /// A client for the daemon (no request made yet).
@@ -254,10 +257,19 @@ pub async fn pause_unless_answering(
     delay: Duration,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> bool {
-    if answers(docker).await {
+    pause_while_away(delay, shutdown, || answers(docker)).await
+}
+
+/// The rule of [`pause_unless_answering`] for any `probe` of the daemon.
+async fn pause_while_away<F: std::future::Future<Output = bool>>(
+    delay: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+    mut probe: impl FnMut() -> F,
+) -> bool {
+    if probe().await {
         return crate::backoff::sleep_unless_cancelled(delay, shutdown).await;
     }
-    crate::backoff::pause_unless(delay, PROBE_INTERVAL, shutdown, || answers(docker)).await
+    crate::backoff::pause_unless(delay, PROBE_INTERVAL, shutdown, probe).await
 }
 
 #[cfg(test)]
@@ -387,5 +399,67 @@ mod tests {
         let fallback = DockerSettings::from_value(Some(" "), &[&missing]).unwrap();
         assert_eq!(fallback.host, DockerHost::Unix(dir.join("missing.sock")));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A minimal daemon on a unix socket: answers every request with `200 OK` (what a ping
+    /// expects), until its task is aborted.
+    async fn fake_daemon(path: &Path) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(path).expect("bind the fake daemon");
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let reply =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nApi-Version: 1.41\r\n\r\nOK";
+                    if stream.write_all(reply.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pause_ends_soon_after_a_vanished_daemon_answers_again() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let socket = dir.path().join("docker.sock");
+        let settings = DockerSettings::new(DockerHost::Unix(socket.clone()));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        // No socket at all (a daemon restarting): the pause waits for it, not for the delay.
+        let appear = socket.clone();
+        let daemon = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            fake_daemon(&appear).await;
+        });
+        let started = std::time::Instant::now();
+        assert!(
+            settings
+                .pause_unless_answering(Duration::from_secs(30), &shutdown)
+                .await
+        );
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(600) && waited < Duration::from_secs(10),
+            "the pause took {waited:?}: it should end at the first ping after the daemon returns"
+        );
+        // A daemon that answers: the failure was something else, the whole delay is waited.
+        let started = std::time::Instant::now();
+        assert!(
+            settings
+                .pause_unless_answering(Duration::from_millis(700), &shutdown)
+                .await
+        );
+        assert!(started.elapsed() >= Duration::from_millis(700));
+        shutdown.cancel();
+        assert!(
+            !settings
+                .pause_unless_answering(Duration::from_secs(30), &shutdown)
+                .await
+        );
+        daemon.abort();
     }
 }

@@ -168,6 +168,8 @@ impl Pump {
         // When the last event stream was lost: the next one replays the events from then on,
         // so a container that started (and perhaps already exited) meanwhile is still read.
         let mut lost_at: Option<i64> = None;
+        // An outage was reported (warned once; later attempts until Docker answers at debug).
+        let mut away = false;
         while !shutdown.is_cancelled() {
             let mut listed = false;
             match self.clone().watch(&shutdown, &mut listed, lost_at).await {
@@ -180,7 +182,13 @@ impl Pump {
                         lost_at = Some(Utc::now().timestamp());
                     }
                     let delay = delays.next().unwrap_or(self.settings.backoff.max_delay);
-                    tracing::warn!(error = %e, retry_in = ?delay, "Docker event stream interrupted, reconnecting");
+                    if listed || !away {
+                        away = true;
+                        tracing::warn!(error = %e, retry_in = ?delay, "Docker event stream interrupted, reconnecting");
+                    } else {
+                        // Once per outage at warn level; the attempts until Docker is back at debug.
+                        tracing::debug!(error = %e, retry_in = ?delay, "Docker still away");
+                    }
                     // Back within a ping (250 ms) of a restarted daemon's return.
                     if !common::docker::pause_unless_answering(&self.docker, delay, &shutdown).await
                     {

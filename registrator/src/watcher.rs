@@ -80,17 +80,26 @@ impl ContainerWatcher {
             ..Backoff::default()
         };
         let mut delays = policy.delays();
+        // An outage was reported (warned once; later attempts until Docker answers at debug).
+        let mut away = false;
         loop {
             let connects = self.metrics.docker_connects.get();
             let Err(reason) = self.follow(&shutdown).await else {
                 return;
             };
-            if self.metrics.docker_connects.get() > connects {
+            let was_connected = self.metrics.docker_connects.get() > connects;
+            if was_connected {
                 // It was connected: start the backoff again from the shortest pause.
                 delays = policy.delays();
             }
             let delay = delays.next().unwrap_or(policy.max_delay);
-            tracing::warn!(%reason, retry_in = ?delay, "lost Docker, will reconnect");
+            if was_connected || !away {
+                away = true;
+                tracing::warn!(%reason, retry_in = ?delay, "lost Docker, will reconnect");
+            } else {
+                // Once per outage at warn level; the attempts until Docker is back at debug.
+                tracing::debug!(%reason, retry_in = ?delay, "Docker still away");
+            }
             // A ping every 250 ms cuts the pause short: a restarted daemon is followed (and
             // resynced) within a probe interval of its return.
             if !self

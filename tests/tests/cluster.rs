@@ -469,7 +469,14 @@ async fn docker_daemon_restarted_under_registrator_body() {
         restarted = Instant::now();
         for _ in 0..2 {
             let op = workload.step_on(&cluster, &[0], PER_HOST).await;
-            slowest = slowest.max(op_latency(&cluster, &op, 1).await);
+            let took = op_latency(&cluster, &op, 1).await;
+            eprintln!(
+                "dockerd restarted: {} of {} in DNS {took:?} after it ({:?} after the restart)",
+                if op.started { "start" } else { "stop" },
+                op.container.name,
+                restarted.elapsed()
+            );
+            slowest = slowest.max(took);
         }
     }
     converge_into(&cluster, &mut row, restarted).await;
