@@ -232,12 +232,11 @@ pub async fn answers(client: &mut Client) -> bool {
 /// etcd answering again: work resumes right after an outage instead of after the backoff step.
 /// Returns false if `shutdown` was cancelled first.
 pub async fn pause_unless_answering(
-    client: &mut Client,
+    client: &Client,
     delay: Duration,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> bool {
     // A clone per probe (a handle on the same channel): the probe's future owns what it uses.
-    let client: &Client = client;
     crate::backoff::pause_unless(delay, PROBE_INTERVAL, shutdown, || {
         let mut client = client.clone();
         async move { answers(&mut client).await }

@@ -162,11 +162,14 @@ pub fn router(shared: Arc<Shared>, path: &str) -> Router {
     metrics.route("/health", health)
 }
 
-/// Sets `skydns_index_age_seconds` from the sync state (0 while the watch is live).
+/// Sets `skydns_index_age_seconds` (0 while the watch is live) and `skydns_index_synced` from
+/// the sync state, the one place that holds them.
 fn refresh_age(shared: &Shared) {
-    let age = shared.sync.age().map_or(0, |age| age.as_secs());
+    let age = shared.sync.age();
+    let seconds = age.map_or(0, |age| age.as_secs());
     shared
         .metrics
         .index_age
-        .set(i64::try_from(age).unwrap_or(i64::MAX));
+        .set(i64::try_from(seconds).unwrap_or(i64::MAX));
+    shared.metrics.index_synced.set(i64::from(age.is_none()));
 }

@@ -170,7 +170,7 @@ impl Watcher {
                 failures += 1;
                 let delay = delays.next().unwrap_or(backoff.max_delay);
                 // A probe cuts the pause short once etcd answers: the re-read follows at once.
-                if !common::etcd::pause_unless_answering(&mut self.client, delay, &shutdown).await {
+                if !common::etcd::pause_unless_answering(&self.client, delay, &shutdown).await {
                     return;
                 }
             }
@@ -239,7 +239,6 @@ impl Watcher {
 
     fn set_synced(&self, synced: bool) {
         self.shared.sync.set(synced);
-        self.shared.metrics.index_synced.set(i64::from(synced));
     }
 
     fn publish(&self) {
