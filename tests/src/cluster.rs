@@ -297,12 +297,19 @@ impl Cluster {
             futures_util::future::join_all((0..hosts).map(|_| DockerDaemon::start(&[TEST_IMAGE])))
                 .await;
         let mut list = Vec::new();
-        for (index, daemon) in daemons.into_iter().enumerate() {
+        // Every host's proxies first: they bind ephemeral ports, which must not take a port
+        // picked below for a component that has not bound it yet (seen once: a skydns HTTP
+        // port taken by the next host's proxy).
+        let all_proxies: Vec<Vec<TcpProxy>> = (0..hosts)
+            .map(|_| {
+                (0..etcd.size())
+                    .map(|m| TcpProxy::start(etcd.member_addr(m)))
+                    .collect()
+            })
+            .collect();
+        for ((index, daemon), proxies) in daemons.into_iter().enumerate().zip(all_proxies) {
             let host_octet = u8::try_from(10 + index).expect("fewer than 240 hosts");
             let ip = Ipv4Addr::new(127, 0, host_octet, 1);
-            let proxies: Vec<TcpProxy> = (0..etcd.size())
-                .map(|m| TcpProxy::start(etcd.member_addr(m)))
-                .collect();
             let hostports: Vec<String> = proxies.iter().map(|p| p.addr().to_string()).collect();
             let machines: Vec<String> = hostports.iter().map(|a| format!("http://{a}")).collect();
             let registrator = Component::start(
