@@ -14,6 +14,16 @@ pub enum UriError {
     Missing,
     #[error("unrecognized adapter: {0}")]
     UnknownScheme(String),
+    /// One of the original's other registries (Consul, ZooKeeper): named, with what to use.
+    #[error(
+        "unrecognized adapter: {uri} ({scheme}:// is not supported: this registrator writes to \
+         etcd only, as skydns2:// or etcd://; for {product} keep gliderlabs/registrator)"
+    )]
+    NotSupported {
+        uri: String,
+        scheme: String,
+        product: &'static str,
+    },
     #[error("skydns2: the registry URI needs a domain (skydns2://host:port/domain), got {0:?}")]
     NoDomain(String),
     #[error("skydns2: invalid domain in {uri:?}: {source}")]
@@ -87,6 +97,17 @@ impl RegistryUri {
             "etcd" => Backend::Etcd {
                 prefix: format!("/{}", path.trim_matches('/')),
             },
+            "consul" | "consul-tls" | "consul-unix" | "consulkv" | "zookeeper" => {
+                return Err(UriError::NotSupported {
+                    uri: uri.to_owned(),
+                    scheme: scheme.to_owned(),
+                    product: if scheme == "zookeeper" {
+                        "ZooKeeper"
+                    } else {
+                        "Consul"
+                    },
+                });
+            }
             _ => return Err(unknown()),
         };
         let etcd = EtcdSettings::new(hosts).map_err(|source| UriError::Endpoints {
@@ -186,7 +207,23 @@ mod tests {
     #[test]
     fn bad_uris() {
         let cases = [
-            ("consul://h:8500", "unrecognized adapter: consul://h:8500"),
+            (
+                "consul://h:8500",
+                "unrecognized adapter: consul://h:8500 (consul:// is not supported",
+            ),
+            (
+                "consulkv://h:8500/p",
+                "consulkv:// is not supported: this registrator writes to etcd only",
+            ),
+            (
+                "consul-tls://h:8501",
+                "for Consul keep gliderlabs/registrator",
+            ),
+            (
+                "zookeeper://h:2181/p",
+                "for ZooKeeper keep gliderlabs/registrator",
+            ),
+            ("redis://h:6379", "unrecognized adapter: redis://h:6379"),
             ("skydns2", "unrecognized adapter"),
             ("skydns2://h:4001", "needs a domain"),
             ("skydns2://h:4001/", "needs a domain"),

@@ -68,8 +68,13 @@ fn validation_errors_are_one_line_and_exit_1() {
         ),
         (
             &["consul://h:8500/"],
-            "unrecognized adapter: consul://h:8500/",
+            "unrecognized adapter: consul://h:8500/ (consul:// is not supported",
         ),
+        (
+            &["zookeeper://h:2181/services"],
+            "for ZooKeeper keep gliderlabs/registrator",
+        ),
+        (&["redis://h:6379"], "unrecognized adapter: redis://h:6379"),
         (
             &["skydns2://h:4001"],
             "skydns2: the registry URI needs a domain",
