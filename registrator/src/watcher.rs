@@ -48,6 +48,21 @@ pub struct ContainerWatcher {
     known: HashSet<String>,
 }
 
+/// Why one connection's life ended (logged, then the watcher reconnects with backoff).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error(transparent)]
+    Connect(#[from] common::docker::DockerError),
+    #[error("listing containers: {0}")]
+    Listing(#[source] DockerError),
+    #[error("resync: {0}")]
+    Resync(#[source] DockerError),
+    #[error("Docker event stream failed: {0}")]
+    Stream(#[source] DockerError),
+    #[error("Docker event stream ended")]
+    Ended,
+}
+
 fn is_not_found(err: &DockerError) -> bool {
     matches!(
         err,
@@ -114,13 +129,8 @@ impl ContainerWatcher {
     }
 
     /// One connection's life. `Ok` means shutdown; `Err` says why Docker was lost.
-    async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), String> {
-        let docker = self
-            .settings
-            .docker
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+    async fn follow(&mut self, shutdown: &CancellationToken) -> Result<(), Lost> {
+        let docker = self.settings.docker.connect().await?;
         // Events since the daemon's "now" are replayed even if the subscription completes after
         // the listing below, so no start between the two is missed.
         let since = server_time(&docker).await;
@@ -133,9 +143,7 @@ impl ContainerWatcher {
         let mut events = Box::pin(docker.events(Some(options)));
         self.metrics.docker_connects.inc();
         tracing::info!(docker = %self.settings.docker.host, "listening for Docker events");
-        self.sync(&docker)
-            .await
-            .map_err(|e| format!("listing containers: {e}"))?;
+        self.sync(&docker).await.map_err(Lost::Listing)?;
 
         let resync_every = self.settings.resync.unwrap_or(Duration::from_secs(86_400));
         let mut resync =
@@ -145,12 +153,12 @@ impl ContainerWatcher {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = resync.tick(), if self.settings.resync.is_some() => {
-                    self.sync(&docker).await.map_err(|e| format!("resync: {e}"))?;
+                    self.sync(&docker).await.map_err(Lost::Resync)?;
                 }
                 event = events.next() => match event {
                     Some(Ok(event)) => self.handle(&docker, event).await,
-                    Some(Err(e)) => return Err(format!("Docker event stream failed: {e}")),
-                    None => return Err("Docker event stream ended".to_owned()),
+                    Some(Err(e)) => return Err(Lost::Stream(e)),
+                    None => return Err(Lost::Ended),
                 },
             }
         }

@@ -145,8 +145,13 @@ impl std::fmt::Debug for RegistryWriter {
     }
 }
 
+/// gRPC's `NOT_FOUND` status code (fixed by the gRPC specification).
+const GRPC_NOT_FOUND: i32 = 5;
+
+/// Whether etcd refused a lease operation (a put with the lease, a keep-alive) because the lease
+/// no longer exists: etcd answers `NOT_FOUND` ("etcdserver: requested lease not found") then.
 fn lease_not_found(err: &etcd_client::Error) -> bool {
-    err.to_string().contains("lease not found")
+    matches!(err, etcd_client::Error::GRpcStatus(status) if i32::from(status.code()) == GRPC_NOT_FOUND)
 }
 
 impl RegistryWriter {
@@ -541,5 +546,29 @@ impl RegistryWriter {
                 tracing::debug!(lease, error = %err, "could not revoke the lease");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use etcd_client::PutOptions;
+    use harness::etcd::EtcdServer;
+
+    use super::lease_not_found;
+
+    #[tokio::test]
+    async fn a_missing_lease_is_told_by_its_status_code_and_nothing_else_is() {
+        let etcd = EtcdServer::start().await;
+        let mut client = etcd.client().await;
+        let missing = client
+            .put("k", "v", Some(PutOptions::new().with_lease(0x7e57)))
+            .await
+            .expect_err("a put with a lease etcd never granted is refused");
+        assert!(lease_not_found(&missing), "{missing}");
+        let other = client
+            .put("", "v", None)
+            .await
+            .expect_err("etcd refuses an empty key");
+        assert!(!lease_not_found(&other), "{other}");
     }
 }
