@@ -15,6 +15,10 @@ fn uri(etcd: &EtcdServer, path: &str) -> String {
     format!("skydns2://{}/{path}", etcd.host_port())
 }
 
+/// Exits 3 on SIGTERM. It says "trapped" once the trap is set: a `docker stop` before that
+/// would meet the shell's default (PID 1 ignores TERM) and end in SIGKILL, a death by signal.
+const FAILS_ON_TERM: &str = "trap 'exit 3' TERM; echo trapped; while true; do sleep 1; done";
+
 #[tokio::test]
 async fn seed_elasticsearch_gets_two_records_and_loses_them_on_docker_stop() {
     tag_test_image("elasticsearch:1.5.2");
@@ -316,7 +320,7 @@ async fn deregister_on_success_keeps_the_records_of_failed_containers() {
     let _registrator = Registrator::start(&["-deregister", "on-success", &registry]);
     let failing = docker
         .run(
-            ContainerSpec::shell("trap 'exit 3' TERM; while true; do sleep 1; done")
+            ContainerSpec::shell(FAILS_ON_TERM)
                 .publish(80)
                 .env("SERVICE_NAME", "failing")
                 .env("SERVICE_ID", "f1"),
@@ -347,6 +351,7 @@ async fn deregister_on_success_keeps_the_records_of_failed_containers() {
     .await;
     // Exit code 3: kept. Then exit code 0: removed. Both die events are handled in order, so
     // once the second record is gone the first one has been decided.
+    failing.wait_for_log("trapped", WAIT).await;
     failing.stop(Duration::from_secs(10)).await;
     succeeding.stop(Duration::from_secs(10)).await;
     wait_key(&mut client, &succeeding_record.0, None).await;
@@ -712,7 +717,7 @@ async fn on_success_with_ttl_lets_a_failed_containers_records_expire() {
     ]);
     let failing = docker
         .run(
-            ContainerSpec::shell("trap 'exit 3' TERM; while true; do sleep 1; done")
+            ContainerSpec::shell(FAILS_ON_TERM)
                 .publish(80)
                 .env("SERVICE_NAME", "expiring")
                 .env("SERVICE_ID", "e1"),
@@ -723,6 +728,7 @@ async fn on_success_with_ttl_lets_a_failed_containers_records_expire() {
     wait_key(&mut client, key, Some(&value)).await;
     let renewed = lease_of(&mut client, key).await;
 
+    failing.wait_for_log("trapped", WAIT).await;
     failing.stop(Duration::from_secs(10)).await;
     registrator.wait_log("no longer renewed").await;
     // Moved to a lease of its own that nobody renews, then gone while registrator runs on.
