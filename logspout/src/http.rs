@@ -112,12 +112,13 @@ async fn create_route(State(state): State<HttpState>, body: Bytes) -> Response {
     if body.iter().all(u8::is_ascii_whitespace) {
         return text(StatusCode::BAD_REQUEST, "Bad request: EOF\n");
     }
-    let mut route: Route = match serde_json::from_slice(&body) {
+    let route: Route = match serde_json::from_slice(&body) {
         Ok(route) => route,
         Err(e) => return text(StatusCode::BAD_REQUEST, format!("Bad request: {e}\n")),
     };
-    // IDs name files under ROUTESPATH: always our own.
-    route.id = String::new();
+    // As in the original, a given `id` replaces the route with that ID (its sender stops and
+    // its connection closes; its file is overwritten). The ID names a file under ROUTESPATH:
+    // `RouteTable::add` refuses any that is not a plain name (`400 Bad route: bad route id`).
     // Adding writes the route's file: off the async workers.
     let routes = state.routes.clone();
     let added = tokio::task::spawn_blocking(move || routes.add(route, true)).await;

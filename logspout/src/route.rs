@@ -20,6 +20,8 @@ pub enum RouteError {
     MissingPort(String),
     #[error("address {0}: invalid port (must be 1 to 65535)")]
     BadPort(String),
+    #[error("bad route id {0:?}: must be 1 to {MAX_ROUTE_ID_LEN} letters, digits, '-' or '_'")]
+    BadId(String),
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),
     #[error(transparent)]
@@ -199,9 +201,23 @@ impl Route {
         }
         if self.id.is_empty() {
             self.id = new_route_id();
+        } else if !is_valid_route_id(&self.id) {
+            return Err(RouteError::BadId(self.id));
         }
         Ok((self, spec))
     }
+}
+
+/// Longest route ID accepted from the API or a route file.
+pub const MAX_ROUTE_ID_LEN: usize = 64;
+
+/// True for an ID that is safe as the file name `ROUTESPATH/<id>.json`: ASCII letters, digits,
+/// `-` and `_` only (no `/`, no `.`, so no `..`, no hidden file), 1 to [`MAX_ROUTE_ID_LEN`] long.
+pub fn is_valid_route_id(id: &str) -> bool {
+    (1..=MAX_ROUTE_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn split_list(value: &str) -> Vec<String> {
@@ -280,6 +296,37 @@ mod tests {
             };
             assert!(route.validate().is_ok(), "{address}");
         }
+    }
+
+    #[test]
+    fn route_ids_cannot_name_paths() {
+        let route = |id: &str| Route {
+            id: id.into(),
+            adapter: "raw".into(),
+            address: "127.0.0.1:9".into(),
+            ..Route::default()
+        };
+        for good in ["abc123def456", "web-logs_2", &"a".repeat(64)] {
+            assert_eq!(route(good).validate().unwrap().0.id, good);
+        }
+        for bad in [
+            "../x",
+            "..",
+            ".",
+            "a/b",
+            "/etc/passwd",
+            "a.json",
+            ".hidden",
+            "a b",
+            "a\\b",
+            "\0",
+            "é",
+            &"a".repeat(65),
+        ] {
+            let err = route(bad).validate().err().unwrap().to_string();
+            assert!(err.starts_with("bad route id"), "{bad:?}: {err}");
+        }
+        assert_eq!(route("").validate().unwrap().0.id.len(), 12);
     }
 
     #[test]

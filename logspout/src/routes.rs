@@ -308,6 +308,10 @@ impl RouteTable {
 
     /// Stops and forgets a route (and its file). False if there is no such route.
     pub fn remove(&self, id: &str) -> Result<bool, PersistError> {
+        // Only IDs that `Route::validate` lets in can name a route, and so a file.
+        if !crate::route::is_valid_route_id(id) {
+            return Ok(false);
+        }
         let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.routes.load_full();
         let Some(active) = current.iter().find(|r| r.route.id == id) else {

@@ -328,3 +328,146 @@ async fn logs_websocket_sends_json_frames_and_needs_an_origin() {
     assert_eq!(json["Container"]["Name"], format!("/{name}"));
     assert!(payload.ends_with(b"}\n"));
 }
+
+/// POSTs a route object; (status, body).
+async fn post_route(logspout: &Logspout, body: &str) -> (u16, String) {
+    let (status, _, got) = request(logspout.http, "POST", "/routes", &[], body)
+        .await
+        .unwrap();
+    (status, got)
+}
+
+fn line_count(receiver: &SyslogReceiver) -> usize {
+    receiver
+        .messages()
+        .iter()
+        .filter(|m| m.raw_text().starts_with("line-"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posting_a_route_with_an_existing_id_replaces_it() {
+    let docker = TestDocker::connect().await;
+    let (old, new) = (SyslogReceiver::start().await, SyslogReceiver::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let logspout = Logspout::start_persisting(dir.path(), &[]).await;
+    let name = unique("ls-replace");
+    let _c = docker
+        .run(
+            ContainerSpec::shell("i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.1; done")
+                .name(&name),
+        )
+        .await;
+    let route = |port: u16| {
+        format!(
+            "{{\"id\":\"web-logs\",\"adapter\":\"raw+tcp\",\"address\":\"127.0.0.1:{port}\",\"filter_name\":\"{name}\"}}"
+        )
+    };
+    let (status, created) = post_route(&logspout, &route(old.port())).await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created.contains("\"id\": \"web-logs\""), "{created}");
+    harness::wait_until("lines at the first destination", WAIT, || async {
+        (line_count(&old) >= 3).then_some(())
+    })
+    .await;
+
+    let (status, replaced) = post_route(&logspout, &route(new.port())).await;
+    assert_eq!(status, 201, "{replaced}");
+    let expected = format!(
+        "{{\n  \"id\": \"web-logs\",\n  \"filter_name\": \"{name}\",\n  \"adapter\": \"raw+tcp\",\n  \"address\": \"127.0.0.1:{}\"\n}}\n",
+        new.port()
+    );
+    assert_eq!(replaced, expected);
+    harness::wait_until("lines at the new destination", WAIT, || async {
+        (line_count(&new) >= 1).then_some(())
+    })
+    .await;
+    // What the old route had queued is gone with it: from now on it gets nothing.
+    let old_total = line_count(&old);
+    let new_before = line_count(&new);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        line_count(&old),
+        old_total,
+        "the replaced route still ships"
+    );
+    assert!(
+        line_count(&new) >= new_before + 5,
+        "the new route stopped: {} then {}",
+        new_before,
+        line_count(&new)
+    );
+
+    let (_, _, list) = logspout.get("/routes").await;
+    assert_eq!(list, format!("[\n{}]\n", indent(&expected)), "{list}");
+    let file = dir.path().join("web-logs.json");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), expected.trim_end());
+    // The old sender has stopped (it held the only other connection).
+    assert!(
+        logspout.log().contains("route replaced"),
+        "{}",
+        logspout.log()
+    );
+}
+
+/// A route object as it appears inside the `/routes` array.
+fn indent(object: &str) -> String {
+    object
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect::<String>()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_route_ids_never_touch_files_outside_routespath() {
+    let base = tempfile::tempdir().unwrap();
+    let routes = base.path().join("routes");
+    std::fs::create_dir(&routes).unwrap();
+    let victim = base.path().join("victim.json");
+    std::fs::write(&victim, "keep me").unwrap();
+    // A route file that names a path as its ID: skipped at start-up, so DELETE cannot reach it.
+    std::fs::write(
+        routes.join("planted.json"),
+        "{\"id\":\"../victim\",\"adapter\":\"raw\",\"address\":\"127.0.0.1:9\"}",
+    )
+    .unwrap();
+    let mut logspout = Logspout::start_persisting(&routes, &[]).await;
+    assert_eq!(logspout.get("/routes").await.2, "[]\n");
+    for id in [
+        "../victim",
+        "..",
+        "a/b",
+        "/tmp/x",
+        ".hidden",
+        "a.b",
+        "a b",
+        "a\\\\b",
+        &"x".repeat(65),
+    ] {
+        let body = format!("{{\"id\":\"{id}\",\"adapter\":\"raw\",\"address\":\"127.0.0.1:9\"}}");
+        let (status, got) = post_route(&logspout, &body).await;
+        assert_eq!(status, 400, "{id:?}: {got}");
+        assert!(got.starts_with("Bad route: bad route id"), "{id:?}: {got}");
+    }
+    for path in [
+        "/routes/..%2Fvictim",
+        "/routes/..%2F..%2Fvictim",
+        "/routes/%2E%2E%2Fvictim",
+        "/routes/..",
+    ] {
+        let (status, _, _) = request(logspout.http, "DELETE", path, &[], "")
+            .await
+            .unwrap();
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(logspout.get(path).await.0, 404, "{path}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    let mut names: Vec<String> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["routes", "victim.json"]);
+    assert_eq!(logspout.get("/routes").await.2, "[]\n");
+    assert!(logspout.is_running());
+}
