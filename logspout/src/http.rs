@@ -336,40 +336,6 @@ async fn send_frames(
     let _ = socket.send(WsMessage::Close(None)).await;
 }
 
-/// A `/logs` JSON message: the original's keys, in its order (the container is a subset of the
-/// inspect object).
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct JsonMessage<'a> {
-    container: JsonContainer<'a>,
-    source: &'a str,
-    data: &'a str,
-    time: String,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct JsonContainer<'a> {
-    id: &'a str,
-    name: &'a str,
-    config: JsonConfig<'a>,
-    state: JsonState,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct JsonConfig<'a> {
-    hostname: &'a str,
-    image: &'a str,
-    labels: &'a HashMap<String, String>,
-}
-
-#[derive(serde::Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct JsonState {
-    pid: i64,
-}
-
 /// How one `/logs` connection prints lines.
 #[derive(Debug)]
 struct LineFormat {
@@ -386,23 +352,7 @@ impl LineFormat {
     fn format(&mut self, m: &Message) -> Bytes {
         let data = String::from_utf8_lossy(&m.data);
         if self.json {
-            let c = &m.container;
-            let value = JsonMessage {
-                container: JsonContainer {
-                    id: &c.id,
-                    name: &c.name,
-                    config: JsonConfig {
-                        hostname: &c.hostname,
-                        image: &c.image,
-                        labels: &c.labels,
-                    },
-                    state: JsonState { pid: c.pid },
-                },
-                source: m.source.as_str(),
-                data: &data,
-                time: m.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            };
-            return Bytes::from(pretty_json(&value));
+            return Bytes::from(json_line(m, &data));
         }
         if !self.multi {
             return Bytes::from(format!("{data}\n"));
@@ -424,6 +374,30 @@ impl LineFormat {
         let code = 7 - index % 7;
         Bytes::from(format!("\x1b[{bold}3{code}m{padded}\x1b[0m\n"))
     }
+}
+
+/// A `/logs` JSON message as the original's `json.MarshalIndent(Message, "", "  ")` + LF: keys
+/// `Container` (the whole inspect result, serialized once per container and spliced in),
+/// `Source`, `Data`, `Time` (RFC 3339 with nanoseconds, trailing zeros trimmed).
+fn json_line(m: &Message, data: &str) -> String {
+    let container = m.container.inspect_json();
+    let data = crate::message::go_json_escape(&serde_json::to_string(data).unwrap_or_default());
+    let time = m.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let time = match time.split_once('.') {
+        Some((seconds, fraction)) => {
+            let digits = fraction.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() {
+                format!("{seconds}Z")
+            } else {
+                format!("{seconds}.{digits}Z")
+            }
+        }
+        None => time,
+    };
+    format!(
+        "{{\n  \"Container\": {container},\n  \"Source\": \"{}\",\n  \"Data\": {data},\n  \"Time\": \"{time}\"\n}}\n",
+        m.source.as_str()
+    )
 }
 
 #[cfg(test)]
@@ -510,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn json_lines_have_the_original_keys_in_order() {
+    fn json_lines_have_the_original_keys_in_order_and_the_whole_inspect_object() {
         let mut f = LineFormat {
             json: true,
             multi: true,
@@ -518,13 +492,55 @@ mod tests {
             width: 16,
             seen: Vec::new(),
         };
-        let out = String::from_utf8(f.format(&line("web", "hello")).to_vec()).unwrap();
+        let inspect = bollard::models::ContainerInspectResponse {
+            id: Some("abc".into()),
+            name: Some("/web".into()),
+            path: Some("/bin/sh".into()),
+            config: Some(bollard::models::ContainerConfig {
+                labels: Some(HashMap::from([("a".into(), "<b>&".into())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let container = ContainerInfo {
+            name: "/web".into(),
+            inspect: Arc::new(inspect),
+            ..ContainerInfo::default()
+        };
+        let mut message = line("web", "say <hi>");
+        message.container = Arc::new(container.clone());
+        message.time = "2021-12-06T15:04:05.700Z".parse().unwrap();
+        let out = String::from_utf8(f.format(&message).to_vec()).unwrap();
         let keys: Vec<usize> = ["\"Container\"", "\"Source\"", "\"Data\"", "\"Time\""]
             .iter()
             .map(|k| out.find(k).unwrap())
             .collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{out}");
-        assert!(out.contains("\"Name\": \"/web\""), "{out}");
-        assert!(out.ends_with("}\n"));
+        assert!(
+            out.starts_with("{\n  \"Container\": {\n    \"Id\": \"abc\",\n"),
+            "{out}"
+        );
+        assert!(out.contains("\n    \"Name\": \"/web\""), "{out}");
+        assert!(out.contains("\"Path\": \"/bin/sh\""), "{out}");
+        assert!(out.contains("\"a\": \"\\u003cb\\u003e\\u0026\""), "{out}");
+        assert!(
+            out.contains("\n  \"Data\": \"say \\u003chi\\u003e\",\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("\n  \"Time\": \"2021-12-06T15:04:05.7Z\"\n}\n"),
+            "{out}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["Container"]["Config"]["Labels"]["a"], "<b>&");
+        assert_eq!(json["Data"], "say <hi>");
+
+        // A rename shows in the next line; whole seconds have no fraction.
+        message.container = Arc::new(container.renamed("/web2".into()));
+        message.time = "2021-12-06T15:04:05Z".parse().unwrap();
+        let out = String::from_utf8(f.format(&message).to_vec()).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(json["Container"]["Name"], "/web2");
+        assert_eq!(json["Time"], "2021-12-06T15:04:05Z");
     }
 }

@@ -1,8 +1,9 @@
 //! One log line of one container, and the container facts templates and filters look at.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bollard::models::ContainerInspectResponse;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
@@ -23,7 +24,7 @@ impl Source {
 }
 
 /// What logspout knows about a container, captured by an inspect when it is attached.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerInfo {
     /// Full 64-hex-digit ID.
     pub id: String,
@@ -43,6 +44,11 @@ pub struct ContainerInfo {
     pub tty: bool,
     /// `HostConfig.LogConfig.Type`.
     pub log_driver: String,
+    /// The whole inspect result: `Container` in `/logs` JSON messages.
+    pub inspect: Arc<ContainerInspectResponse>,
+    /// `inspect` (with `name`) as `/logs` JSON, made at the first JSON line of this container
+    /// (once per container and rename) and spliced into every JSON line.
+    pub inspect_json: OnceLock<Arc<str>>,
 }
 
 impl ContainerInfo {
@@ -54,6 +60,30 @@ impl ContainerInfo {
     /// The name without its leading `/` (what `{{.ContainerName}}` renders).
     pub fn bare_name(&self) -> &str {
         self.name.strip_prefix('/').unwrap_or(&self.name)
+    }
+
+    /// This container under a new name (a `rename` event); `/logs` JSON shows it too.
+    pub fn renamed(&self, name: String) -> Self {
+        let mut inspect = ContainerInspectResponse::clone(&self.inspect);
+        inspect.name = Some(name.clone());
+        Self {
+            name,
+            inspect: Arc::new(inspect),
+            inspect_json: OnceLock::new(),
+            ..self.clone()
+        }
+    }
+
+    /// The inspect result as pretty-printed JSON (2-space indent, Go's HTML-safe escaping),
+    /// indented one level to sit as a value inside a `/logs` JSON message.
+    pub fn inspect_json(&self) -> Arc<str> {
+        self.inspect_json
+            .get_or_init(|| {
+                let json =
+                    serde_json::to_string_pretty(&*self.inspect).unwrap_or_else(|_| "{}".into());
+                Arc::from(go_json_escape(&json).replace('\n', "\n  "))
+            })
+            .clone()
     }
 
     /// The value of env var `key` in the container's environment.
@@ -81,4 +111,21 @@ pub struct Message {
 /// the ID is outside input: cut at a character boundary, never inside one.
 pub fn short_id(id: &str) -> &str {
     id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
+}
+
+/// Escapes serialized JSON as Go's `encoding/json` does: `<`, `>`, `&`, U+2028 and U+2029 as
+/// `\uXXXX`. They can only occur inside JSON strings, where the escape means the same.
+pub fn go_json_escape(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }

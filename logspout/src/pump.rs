@@ -281,8 +281,9 @@ impl Pump {
                     .cloned();
                 let cell = self.state().attached.get(&id).map(|a| a.info.clone());
                 if let (Some(cell), Some(name)) = (cell, name) {
-                    let mut info = ContainerInfo::clone(&cell.load());
-                    info.name = format!("/{}", name.trim_start_matches('/'));
+                    let info = cell
+                        .load()
+                        .renamed(format!("/{}", name.trim_start_matches('/')));
                     tracing::info!(container = %info.short_id(), name = %info.name, "container renamed");
                     cell.store(Arc::new(info));
                 }
@@ -409,8 +410,13 @@ impl Pump {
                         .unwrap_or(false);
                     if running {
                         // Restarted under us: keep the new PID, keep a rename.
-                        let mut fresh = container_info(&inspect);
-                        fresh.name = cell.load().name.clone();
+                        let fresh = container_info(&inspect);
+                        let name = cell.load().name.clone();
+                        let fresh = if fresh.name == name {
+                            fresh
+                        } else {
+                            fresh.renamed(name)
+                        };
                         cell.store(Arc::new(fresh));
                     }
                     running
@@ -614,5 +620,7 @@ pub fn container_info(inspect: &ContainerInspectResponse) -> ContainerInfo {
             .and_then(|h| h.log_config.as_ref())
             .and_then(|l| l.typ.clone())
             .unwrap_or_default(),
+        inspect: Arc::new(inspect.clone()),
+        ..ContainerInfo::default()
     }
 }

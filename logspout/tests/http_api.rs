@@ -471,3 +471,98 @@ async fn hostile_route_ids_never_touch_files_outside_routespath() {
     assert_eq!(logspout.get("/routes").await.2, "[]\n");
     assert!(logspout.is_running());
 }
+
+/// Opens `path` with `Accept: application/json` and returns the JSON messages read until one
+/// satisfies `done`.
+async fn json_messages_until(
+    logspout: &Logspout,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
+    let mut stream = tokio::net::TcpStream::connect(logspout.http).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: l\r\nAccept: application/json\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    let mut chunk = [0u8; 16384];
+    let mut messages = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "stream closed: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            // Each message is one chunk: `{` … `\n}\n`.
+            while let (Some(start), Some(end)) = (seen.find("{\n"), seen.find("\n}\n")) {
+                let json: serde_json::Value = serde_json::from_str(&seen[start..end + 3])
+                    .unwrap_or_else(|e| panic!("{e}: {}", &seen[start..end + 3]));
+                seen.drain(..end + 3);
+                let stop = done(&json);
+                messages.push(json);
+                if stop {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no such JSON message on {path}: {messages:?} {seen}"));
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_json_carries_the_whole_inspect_object_and_follows_renames() {
+    let docker = TestDocker::connect().await;
+    let logspout = Logspout::start(None, &[]).await;
+    let name = unique("ls-json");
+    let container = docker
+        .run(
+            ContainerSpec::shell("while true; do echo 'json <hello>'; sleep 0.2; done")
+                .name(&name)
+                .hostname("abc123")
+                .env("FOO", "bar")
+                .label("team", "a&b"),
+        )
+        .await;
+    let inspect = container.inspect().await;
+    let messages = json_messages_until(&logspout, &format!("/logs/name:{name}*"), |_| true).await;
+    let m = &messages[0];
+    let keys: Vec<&str> = m.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["Container", "Data", "Source", "Time"], "{m}");
+    assert_eq!(m["Data"], "json <hello>");
+    assert_eq!(m["Source"], "stdout");
+    let c = &m["Container"];
+    assert_eq!(c["Id"], container.id());
+    assert_eq!(c["Name"], format!("/{name}"));
+    assert_eq!(c["Config"]["Hostname"], "abc123");
+    assert_eq!(c["Config"]["Labels"]["team"], "a&b");
+    assert!(
+        c["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("FOO=bar")),
+        "{c}"
+    );
+    assert_eq!(c["State"]["Pid"], inspect.state.unwrap().pid.unwrap());
+    assert_eq!(c["State"]["Running"], true);
+    assert_eq!(c["HostConfig"]["LogConfig"]["Type"], "json-file");
+    assert_eq!(c["Image"], inspect.image.unwrap());
+    assert!(
+        c["Created"].is_string() && c["NetworkSettings"].is_object(),
+        "{c}"
+    );
+
+    let renamed = format!("{name}-2");
+    let options = bollard::query_parameters::RenameContainerOptionsBuilder::new()
+        .name(&renamed)
+        .build();
+    docker
+        .docker()
+        .rename_container(container.id(), options)
+        .await
+        .unwrap();
+    let want = format!("/{renamed}");
+    let messages = json_messages_until(&logspout, &format!("/logs/name:{name}*"), |m| {
+        m["Container"]["Name"] == want.as_str()
+    })
+    .await;
+    assert_eq!(messages.last().unwrap()["Container"]["Id"], container.id());
+}
