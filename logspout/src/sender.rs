@@ -360,15 +360,34 @@ impl Sender {
             .to_owned();
         let name = rustls::pki_types::ServerName::try_from(host)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let started = Instant::now();
         let tcp = self.connect_tcp(addr).await?;
         let limit = self.timeouts.handshake;
-        let tls = tokio::time::timeout(limit, connector.connect(name, tcp))
+        let mut tls = tokio::time::timeout(limit, connector.connect(name, tcp))
             .await
             .map_err(|_| {
                 timed_out(format!(
                     "TLS handshake with {addr} timed out after {limit:?}"
                 ))
             })??;
+        if tls.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) {
+            // In TLS 1.3 the server checks the client's certificate (or its lack) after the
+            // client considers the handshake done: a refusal is an alert one round trip
+            // later, and a batch written meanwhile would be lost. Wait for it about two more
+            // connect-and-handshake times (at least 20 ms, at most the handshake timeout).
+            let wait = (started.elapsed() * 2).clamp(Duration::from_millis(20), limit);
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(wait, tls.read(&mut byte)).await {
+                Err(_) | Ok(Ok(1..)) => {}
+                Ok(Ok(0)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "TLS destination closed the connection right after the handshake",
+                    ));
+                }
+                Ok(Err(e)) => return Err(e),
+            }
+        }
         Ok(Connection::Tls(Box::new(tls)))
     }
 }

@@ -14,9 +14,10 @@ use harness::{ContainerSpec, SyslogReceiver, TestDocker, wait_until};
 use support::{Logspout, WAIT, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// Accepts TLS connections on 127.0.0.1 and collects the lines received.
-async fn tls_receiver(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
-    let config = harness::tls::server_config(dir, false);
+/// Accepts TLS connections on 127.0.0.1 and collects the lines received; with `client_auth`
+/// only clients presenting a certificate from the test CA complete the handshake.
+async fn tls_receiver(dir: &Path, client_auth: bool) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let config = harness::tls::server_config(dir, client_auth);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -47,7 +48,7 @@ async fn tls_receiver(dir: &Path) -> (u16, Arc<Mutex<Vec<String>>>) {
 async fn syslog_over_tls_verifies_the_destination_with_the_given_ca() {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
-    let (port, lines) = tls_receiver(dir.path()).await;
+    let (port, lines) = tls_receiver(dir.path(), false).await;
     let docker = TestDocker::connect().await;
     let name = unique("ls-tls");
     let routes = format!("syslog+tls://localhost:{port}?filter.name={name}");
@@ -81,7 +82,7 @@ async fn syslog_over_tls_verifies_the_destination_with_the_given_ca() {
 async fn an_untrusted_tls_destination_gets_nothing() {
     let dir = tempfile::tempdir().unwrap();
     make_certificates(dir.path());
-    let (port, lines) = tls_receiver(dir.path()).await;
+    let (port, lines) = tls_receiver(dir.path(), false).await;
     let other = tempfile::tempdir().unwrap();
     make_certificates(other.path());
     let docker = TestDocker::connect().await;
@@ -108,6 +109,61 @@ async fn an_untrusted_tls_destination_gets_nothing() {
         logspout.log().contains("invalid peer certificate"),
         "{}",
         logspout.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_is_presented_to_a_destination_that_requires_one() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let (port, lines) = tls_receiver(dir.path(), true).await;
+    let docker = TestDocker::connect().await;
+    let name = unique("ls-mtls");
+    let routes = format!("syslog+tls://localhost:{port}?filter.name={name}");
+    let path = |file: &str| dir.path().join(file).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let trust = [
+        ("LOGSPOUT_TLS_CA_CERTS", ca.as_str()),
+        ("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS", "true"),
+        ("LOGSPOUT_TLS_HARDENING", "true"),
+    ];
+    // Without the client certificate the destination refuses every handshake: nothing
+    // arrives, logspout warns, keeps running and keeps trying.
+    let mut without = Logspout::start(Some(&routes), &trust).await;
+    let _c = docker
+        .run(ContainerSpec::shell("while true; do echo mtls-line; sleep 0.2; done").name(&name))
+        .await;
+    wait_until("two refused attempts", WAIT, || async {
+        (without.metric("logspout_route_reconnects_total").await >= 2.0).then_some(())
+    })
+    .await;
+    let log = without.log();
+    assert!(
+        log.contains("cannot connect, messages stay queued; route stalled, retrying")
+            && log.contains("CertificateRequired"),
+        "{log}"
+    );
+    assert!(!log.contains("destination closed the connection"), "{log}");
+    assert!(without.is_running());
+    assert!(
+        lines.lock().unwrap().is_empty(),
+        "delivered without a client certificate"
+    );
+    drop(without);
+
+    let mut env = trust.to_vec();
+    env.extend([
+        ("LOGSPOUT_TLS_CLIENT_CERT", cert.as_str()),
+        ("LOGSPOUT_TLS_CLIENT_KEY", key.as_str()),
+    ]);
+    let _with = Logspout::start(Some(&routes), &env).await;
+    let line = wait_until("a line over mutual TLS", WAIT, || async {
+        lines.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert!(
+        line.starts_with("<14>1 ") && line.ends_with(" - - mtls-line"),
+        "{line}"
     );
 }
 
