@@ -22,6 +22,8 @@ use crate::tls::TlsSettings;
 pub const DEFAULT_QUEUE_BYTES: usize = 4 * 1024 * 1024;
 /// Default longest wait for queues to drain on shutdown (`LOGSPOUT_FLUSH_TIMEOUT`).
 pub const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// The original's default `RETRY_COUNT`.
+pub const DEFAULT_RETRY_COUNT: u32 = 10;
 /// Where the original looks for persisted routes.
 pub const DEFAULT_ROUTES_PATH: &str = "/mnt/routes";
 /// The Docker sockets tried when `DOCKER_HOST` is unset: the standard one, then where the seed's
@@ -82,6 +84,8 @@ pub struct Config {
     /// `LOGSPOUT_CONNECT_TIMEOUT`, `LOGSPOUT_TLS_HANDSHAKE_TIMEOUT`, `LOGSPOUT_WRITE_TIMEOUT`,
     /// `LOGSPOUT_TCP_KEEPALIVE`.
     pub sender_timeouts: Timeouts,
+    /// `RETRY_COUNT`: failed retries of a route after which it is reported at error level.
+    pub retry_count: u32,
     /// `DEBUG` set.
     pub debug: bool,
 }
@@ -315,6 +319,14 @@ impl Config {
                 ..Backoff::default()
             },
             sender_timeouts,
+            retry_count: match var("RETRY_COUNT") {
+                None => DEFAULT_RETRY_COUNT,
+                Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+                    name: "RETRY_COUNT",
+                    value: text.clone(),
+                    reason: "expected a number of retries (0 or more)".into(),
+                })?,
+            },
             debug: var("DEBUG").is_some(),
         })
     }
@@ -477,6 +489,7 @@ mod tests {
                 "invalid HTTP_BIND_ADDRESS",
             ),
             (&[("TAIL", "lots")], None, "invalid TAIL"),
+            (&[("RETRY_COUNT", "-1")], None, "invalid RETRY_COUNT"),
             (
                 &[("LOGSPOUT_QUEUE_SIZE", "12")],
                 None,

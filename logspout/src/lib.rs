@@ -67,6 +67,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         queue_bytes: config.queue_bytes,
         backoff: config.sender_backoff,
         timeouts: config.sender_timeouts,
+        retry_count: config.retry_count,
         metrics,
     };
     let routes = Arc::new(RouteTable::new(ctx, config.routes_path.clone()));

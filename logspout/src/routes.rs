@@ -38,6 +38,8 @@ pub struct RouteContext {
     pub backoff: Backoff,
     /// Connect, TLS handshake and write timeouts and keepalive of the senders.
     pub timeouts: crate::sender::Timeouts,
+    /// `RETRY_COUNT`: failed retries after which a stalled route is reported at error level.
+    pub retry_count: u32,
     pub metrics: Metrics,
 }
 
@@ -280,6 +282,7 @@ impl RouteTable {
             metrics: self.ctx.metrics.clone(),
             backoff: self.ctx.backoff,
             timeouts: self.ctx.timeouts,
+            retry_count: self.ctx.retry_count,
         };
         self.senders.spawn(sender.run(cancel.clone()));
         let active = Arc::new(ActiveRoute {
@@ -510,6 +513,7 @@ mod tests {
             queue_bytes: 1 << 20,
             backoff: Backoff::default(),
             timeouts: crate::sender::Timeouts::DEFAULT,
+            retry_count: 10,
             metrics: Metrics::new().unwrap(),
         }
     }

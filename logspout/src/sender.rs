@@ -82,6 +82,10 @@ pub struct Sender {
     /// for the next attempt (see `Config::sender_backoff`).
     pub backoff: Backoff,
     pub timeouts: Timeouts,
+    /// `RETRY_COUNT`: after the first failure and this many failed retries in a row, the
+    /// route is reported at error level once (the original gave up and crashed there); it
+    /// keeps retrying.
+    pub retry_count: u32,
 }
 
 impl std::fmt::Debug for Sender {
@@ -137,15 +141,20 @@ impl Stall {
     /// An attempt failed (`what` says which); the next one comes in `retry_in`.
     fn failed(&mut self, sender: &Sender, what: &str, error: &io::Error, retry_in: Duration) {
         self.failures += 1;
+        let retries_spent = self.failures == u64::from(sender.retry_count) + 1;
         if self.since.is_none() {
             self.since = Some(Instant::now());
             self.gauge.set(1);
             self.count.inc();
             tracing::warn!(route = %sender.route_id, address = %sender.address, error = %error, retry_in = ?retry_in,
                 "{what}; route stalled, retrying (further failures at debug level until it recovers)");
-        } else {
+        } else if !retries_spent {
             tracing::debug!(route = %sender.route_id, address = %sender.address, error = %error, retry_in = ?retry_in,
                 failures = self.failures, "{what}; route still stalled");
+        }
+        if retries_spent {
+            tracing::error!(route = %sender.route_id, address = %sender.address, error = %error, retry_in = ?retry_in,
+                failures = self.failures, "{what}; route still failing after RETRY_COUNT={} retries, retrying (messages stay queued)", sender.retry_count);
         }
     }
 

@@ -438,3 +438,73 @@ async fn a_restarted_logspout_resumes_where_it_stopped() {
     receiver.wait_for_count(200, WAIT).await;
     assert_eq!(numbers(&receiver), (1..=200).collect::<Vec<u64>>());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_cuts_the_first_attach_only_and_a_resume_ships_everything_since() {
+    let docker = TestDocker::connect().await;
+    let receiver = SyslogReceiver::start().await;
+    let state = tempfile::tempdir().unwrap();
+    let positions = state.path().join("positions").display().to_string();
+    let name = unique("ls-tail");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    let env = [
+        ("LOGSPOUT_POSITIONS_FILE", positions.as_str()),
+        ("BACKLOG", "true"),
+        ("TAIL", "2"),
+    ];
+    let script = "seq 1 5 | sed 's/^/line-/'; while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+                  seq 6 105 | sed 's/^/line-/'; trap 'exit 0' TERM; while true; do sleep 1; done";
+    let container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    container.wait_for_log("line-5", WAIT).await;
+    let mut first = Logspout::start(Some(&route), &env).await;
+    receiver.wait_for_count(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(numbers(&receiver), [4, 5], "TAIL=2 on the first attach");
+    first.terminate();
+    assert_eq!(first.wait_exit(WAIT).await.code(), Some(0));
+    // 100 lines while logspout is down: the resume is not cut to the last 2 (the original
+    // passes TAIL on every attach).
+    container.touch("/tmp/go").await;
+    container.wait_for_log("line-105", WAIT).await;
+    let _second = Logspout::start(Some(&route), &env).await;
+    receiver.wait_for_count(102, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut expected = vec![4, 5];
+    expected.extend(6..=105);
+    assert_eq!(numbers(&receiver), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_count_failed_retries_are_reported_as_an_error_and_retrying_goes_on() {
+    let docker = TestDocker::connect().await;
+    let mut receiver = SyslogReceiver::start().await;
+    let name = unique("ls-retries");
+    let route = format!(
+        "syslog+tcp://127.0.0.1:{}?filter.name={name}",
+        receiver.port()
+    );
+    receiver.stop().await;
+    let mut logspout = Logspout::start(Some(&route), &[("RETRY_COUNT", "3")]).await;
+    let script = "seq 1 10 | sed 's/^/line-/'; trap 'exit 0' TERM; while true; do sleep 1; done";
+    let _container = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    // The first failed connect and 3 failed retries, then a few more.
+    wait_until("7 failed connects", WAIT, || async {
+        (logspout.metric("logspout_route_reconnects_total").await >= 6.0).then_some(())
+    })
+    .await;
+    let log = logspout.log();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert_eq!(errors.len(), 1, "{log}");
+    assert!(
+        errors[0].contains("route still failing after RETRY_COUNT=3 retries")
+            && errors[0].contains("failures=4"),
+        "{log}"
+    );
+    assert!(logspout.is_running());
+    receiver.resume().await;
+    receiver.wait_for_count(10, WAIT).await;
+    assert_eq!(numbers(&receiver), (1..=10).collect::<Vec<u64>>());
+}

@@ -94,6 +94,7 @@ impl Route {
             metrics: metrics.clone(),
             backoff: config.sender_backoff,
             timeouts: SHORT,
+            retry_count: config.retry_count,
         };
         tokio::spawn(sender.run(cancel.clone()));
         Self {
