@@ -232,6 +232,7 @@ impl Config {
                 _ => None,
             },
         };
+        tls.check_files().map_err(RouteError::from)?;
 
         let queue_bytes = match var("LOGSPOUT_QUEUE_SIZE") {
             None => DEFAULT_QUEUE_BYTES,

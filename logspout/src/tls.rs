@@ -36,6 +36,14 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
+    /// Reads the CA files and the client certificate and key, as the original does at start-up
+    /// whether or not a route uses TLS (a bad file is fatal there too).
+    pub fn check_files(&self) -> Result<(), TlsError> {
+        self.add_ca_files(&mut RootCertStore::empty())?;
+        self.client_cert()?;
+        Ok(())
+    }
+
     /// A connector for a route to `address` (named in the empty-store error).
     pub fn connector(&self, address: &str) -> Result<TlsConnector, TlsError> {
         let mut roots = RootCertStore::empty();
@@ -44,6 +52,25 @@ impl TlsSettings {
             let native = rustls_native_certs::load_native_certs();
             roots.add_parsable_certificates(native.certs);
         }
+        self.add_ca_files(&mut roots)?;
+        if roots.is_empty() {
+            return Err(TlsError::EmptyTrustStore(address.to_owned()));
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::EmptyTrustStore(format!("{address} ({e})")))?
+            .with_root_certificates(roots);
+        let config = match self.client_cert()? {
+            None => builder.with_no_client_auth(),
+            Some((chain, key, client_error)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| client_error(e.to_string()))?,
+        };
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+
+    fn add_ca_files(&self, roots: &mut RootCertStore) -> Result<(), TlsError> {
         for path in &self.ca_certs {
             let ca_error = |reason: String| TlsError::CaFile {
                 path: path.clone(),
@@ -60,36 +87,38 @@ impl TlsSettings {
                 roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
             }
         }
-        if roots.is_empty() {
-            return Err(TlsError::EmptyTrustStore(address.to_owned()));
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::EmptyTrustStore(format!("{address} ({e})")))?
-            .with_root_certificates(roots);
-        let config = match &self.client_cert {
-            None => builder.with_no_client_auth(),
-            Some((cert, key)) => {
-                let client_error = |reason: String| TlsError::ClientCert {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    reason,
-                };
-                let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                    .map_err(|e| client_error(e.to_string()))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| client_error(e.to_string()))?;
-                let key =
-                    PrivateKeyDer::from_pem_file(key).map_err(|e| client_error(e.to_string()))?;
-                builder
-                    .with_client_auth_cert(chain, key)
-                    .map_err(|e| client_error(e.to_string()))?
-            }
+        Ok(())
+    }
+
+    /// The client certificate chain and key, if configured, and how to report a problem with
+    /// them.
+    fn client_cert(&self) -> Result<Option<ClientCert<'_>>, TlsError> {
+        let Some((cert, key)) = &self.client_cert else {
+            return Ok(None);
         };
-        Ok(TlsConnector::from(Arc::new(config)))
+        let client_error = move |reason: String| TlsError::ClientCert {
+            cert: cert.clone(),
+            key: key.clone(),
+            reason,
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| client_error(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| client_error(e.to_string()))?;
+        if chain.is_empty() {
+            return Err(client_error("no certificate in the file".into()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| client_error(e.to_string()))?;
+        Ok(Some((chain, key, Box::new(client_error))))
     }
 }
+
+/// A client certificate chain, its key, and the error for a problem with them.
+type ClientCert<'a> = (
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+    Box<dyn Fn(String) -> TlsError + 'a>,
+);
 
 #[cfg(test)]
 mod tests {

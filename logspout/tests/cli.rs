@@ -81,6 +81,20 @@ fn bad_configuration_is_one_error_line_and_exit_1() {
             &[("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS", "true")],
             "!! route syslog+tls://127.0.0.1:6514: FATAL: TLS CA trust store is empty!",
         ),
+        // Read at start-up even without a TLS route, as the original does.
+        (
+            None,
+            &[("LOGSPOUT_TLS_CA_CERTS", "/nonexistent/ca.pem")],
+            "!! error with TLSConfig: cannot read CA certificates from /nonexistent/ca.pem",
+        ),
+        (
+            None,
+            &[
+                ("LOGSPOUT_TLS_CLIENT_CERT", "/nonexistent/client.pem"),
+                ("LOGSPOUT_TLS_CLIENT_KEY", "/nonexistent/client.key"),
+            ],
+            "!! error with TLSConfig: cannot load client certificate /nonexistent/client.pem",
+        ),
     ];
     for (arg, env, expected) in cases {
         let (code, stderr) = run_to_exit(*arg, env);
