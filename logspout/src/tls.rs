@@ -76,14 +76,7 @@ impl TlsSettings {
                 path: path.clone(),
                 reason,
             };
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| ca_error(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| ca_error(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(ca_error("no certificate in the file".into()));
-            }
-            for cert in certs {
+            for cert in read_certificates(path).map_err(ca_error)? {
                 roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
             }
         }
@@ -101,16 +94,22 @@ impl TlsSettings {
             key: key.clone(),
             reason,
         };
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-            .map_err(|e| client_error(e.to_string()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| client_error(e.to_string()))?;
-        if chain.is_empty() {
-            return Err(client_error("no certificate in the file".into()));
-        }
+        let chain = read_certificates(cert).map_err(client_error)?;
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| client_error(e.to_string()))?;
         Ok(Some((chain, key, Box::new(client_error))))
     }
+}
+
+/// The certificates of a PEM file (at least one).
+fn read_certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate in the file".into());
+    }
+    Ok(certs)
 }
 
 /// A client certificate chain, its key, and the error for a problem with them.
