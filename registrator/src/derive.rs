@@ -23,6 +23,8 @@ pub struct DeriveOptions {
     pub explicit: bool,
     /// `-useIpFromLabel`
     pub ip_label: Option<String>,
+    /// `-network`: the network whose address `-internal` registers (`SERVICE_NETWORK` wins).
+    pub network: Option<String>,
     /// `-tags`, as written.
     pub forced_tags: String,
     /// `-ttl` in seconds (0 = none), copied into each service.
@@ -108,9 +110,9 @@ pub fn derive_services(
         .unwrap_or_default();
     let default_name = image_name(&image);
     let stack = match network_container_id(container) {
-        None => NetworkStack::Own(container_ip(container)),
+        None => NetworkStack::Own(container_ip(container, None)),
         Some(id) => NetworkStack::Shared(match network_container {
-            Some(other) => container_ip(other),
+            Some(other) => container_ip(other, None),
             None => {
                 out.warnings.push(format!(
                     "network container {id} could not be inspected; using the host's address"
@@ -156,6 +158,17 @@ pub fn derive_services(
             id = explicit_id.to_owned();
         }
 
+        // The container's own SERVICE_NETWORK is an explicit ask (a warning when it cannot be
+        // met); `-network` is a host-wide preference that containers not on it fall back from.
+        let stack = match (&stack, meta.get("network"), options.network.as_deref()) {
+            (NetworkStack::Own(_), Some(asked), _) if options.internal => {
+                NetworkStack::Own(chosen_network_ip(container, asked, &mut out.warnings))
+            }
+            (NetworkStack::Own(_), None, Some(preferred)) if options.internal => {
+                NetworkStack::Own(container_ip(container, Some(preferred)))
+            }
+            _ => stack.clone(),
+        };
         let Some((mut ip, service_port)) = address(&port, &stack, options, &mut out.warnings)
         else {
             continue;
@@ -295,18 +308,47 @@ fn ports(container: &ContainerInspectResponse, warnings: &mut Vec<String>) -> Ve
     ports
 }
 
-/// The container's own address: on the network its network mode names, else on the default
-/// bridge, else on its first network by name. IPv6 when it has no IPv4 address there.
-fn container_ip(container: &ContainerInspectResponse) -> Option<String> {
+/// The container's address on `network` (`SERVICE_NETWORK` or `-network`); when the container
+/// has no address there, a warning and the default choice of [`container_ip`].
+fn chosen_network_ip(
+    container: &ContainerInspectResponse,
+    network: &str,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let ip = container_ip(container, Some(network));
+    let on_network = container
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|networks| networks.get(network))
+        .and_then(endpoint_ip);
+    if on_network.is_none() {
+        let warning = format!(
+            "SERVICE_NETWORK: the container has no address on network {network:?}; registering {}",
+            ip.as_deref().unwrap_or("the host's address")
+        );
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+    ip
+}
+
+/// An endpoint's IPv4 address, else its IPv6 address.
+fn endpoint_ip(endpoint: &bollard::models::EndpointSettings) -> Option<String> {
+    [&endpoint.ip_address, &endpoint.global_ipv6_address]
+        .into_iter()
+        .flatten()
+        .find(|ip| !ip.is_empty())
+        .cloned()
+}
+
+/// The container's own address: on the `preferred` network, else on the network its network
+/// mode names, else on the default bridge, else on its first network by name. IPv6 when it has
+/// no IPv4 address there.
+fn container_ip(container: &ContainerInspectResponse, preferred: Option<&str>) -> Option<String> {
     let networks = container.network_settings.as_ref()?.networks.as_ref()?;
-    let address = |name: &str| {
-        let endpoint = networks.get(name)?;
-        [&endpoint.ip_address, &endpoint.global_ipv6_address]
-            .into_iter()
-            .flatten()
-            .find(|ip| !ip.is_empty())
-            .cloned()
-    };
+    let address = |name: &str| networks.get(name).and_then(endpoint_ip);
     let mode = container
         .host_config
         .as_ref()
@@ -314,7 +356,9 @@ fn container_ip(container: &ContainerInspectResponse) -> Option<String> {
         .unwrap_or_default();
     let mut names: Vec<&String> = networks.keys().collect();
     names.sort();
-    address(mode)
+    preferred
+        .and_then(address)
+        .or_else(|| address(mode))
         .or_else(|| address("bridge"))
         .or_else(|| names.into_iter().find_map(|n| address(n)))
 }

@@ -73,11 +73,11 @@ impl Metadata {
         self.from_port.contains(field)
     }
 
-    /// Every field except `name`, `id`, `tags` and `ignore`.
+    /// Every field except `name`, `id`, `tags`, `ignore` and `network`.
     pub fn attributes(&self) -> BTreeMap<String, String> {
         self.fields
             .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "name" | "id" | "tags" | "ignore"))
+            .filter(|(k, _)| !matches!(k.as_str(), "name" | "id" | "tags" | "ignore" | "network"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }

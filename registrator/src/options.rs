@@ -65,6 +65,16 @@ pub struct Options {
           value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub explicit: bool,
 
+    /// With -internal: register the address on this Docker network (a container's
+    /// SERVICE_NETWORK wins)
+    #[arg(
+        long,
+        env = "REGISTRATOR_NETWORK",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub network: String,
+
     /// Take the service IP from this container label (a /prefix suffix is cut off)
     #[arg(
         long = "useIpFromLabel",
@@ -299,6 +309,7 @@ impl Options {
                 internal: self.internal,
                 explicit: self.explicit,
                 ip_label: non_empty(self.use_ip_from_label),
+                network: non_empty(self.network),
                 forced_tags: self.tags,
                 ..DeriveOptions::default()
             },

@@ -775,6 +775,21 @@ async fn sigint_is_a_graceful_stop_too() {
 /// A Docker network created by the test; removed when dropped.
 struct TestNetwork(String);
 
+impl TestNetwork {
+    /// A new bridge network `name`, removed on drop (after the containers declared later).
+    async fn create(docker: &TestDocker, name: String) -> Self {
+        docker
+            .docker()
+            .create_network(bollard::models::NetworkCreateRequest {
+                name: name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("creating network {name}: {e}"));
+        Self(name)
+    }
+}
+
 impl Drop for TestNetwork {
     fn drop(&mut self) {
         let _ = std::process::Command::new("docker")
@@ -789,15 +804,7 @@ impl Drop for TestNetwork {
 async fn internal_on_a_user_defined_network_registers_the_address_on_that_network() {
     let docker = TestDocker::connect().await;
     let name = format!("regtest-{}", std::process::id());
-    docker
-        .docker()
-        .create_network(bollard::models::NetworkCreateRequest {
-            name: name.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let _network = TestNetwork(name.clone());
+    let _network = TestNetwork::create(&docker, name.clone()).await;
     let etcd = EtcdServer::start().await;
     let mut client = etcd.client().await;
     let registry = format!("etcd://{}/net", etcd.host_port());
@@ -826,6 +833,67 @@ async fn internal_on_a_user_defined_network_registers_the_address_on_that_networ
         Some(&format!("{ip}:8080")),
     )
     .await;
+}
+
+#[tokio::test]
+async fn network_and_service_network_choose_the_address_of_a_multi_network_container() {
+    let docker = TestDocker::connect().await;
+    let mut networks = Vec::new();
+    for side in ["front", "back"] {
+        let name = format!("regtest-{side}-{}", std::process::id());
+        networks.push(TestNetwork::create(&docker, name).await);
+    }
+    let (front, back) = (networks[0].0.clone(), networks[1].0.clone());
+    // Both containers start on `front` and are connected to `back` before registrator lists them.
+    let mut containers = Vec::new();
+    for (id, asked) in [("m1", None), ("m2", Some(front.as_str()))] {
+        let mut spec = ContainerSpec::idle()
+            .network_mode(&front)
+            .expose(8080)
+            .env("SERVICE_NAME", "multi")
+            .env("SERVICE_ID", id);
+        if let Some(network) = asked {
+            spec = spec.label("SERVICE_NETWORK", network);
+        }
+        let container = docker.run(spec).await;
+        docker
+            .docker()
+            .connect_network(
+                &back,
+                bollard::models::NetworkConnectRequest {
+                    container: container.id().to_owned(),
+                    endpoint_config: None,
+                },
+            )
+            .await
+            .unwrap();
+        containers.push(container);
+    }
+    let mut ips = Vec::new();
+    for container in &containers {
+        let networks = container
+            .inspect()
+            .await
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap();
+        let ip_on = |name: &str| {
+            networks
+                .get(name)
+                .and_then(|e| e.ip_address.clone())
+                .unwrap()
+        };
+        ips.push((ip_on(&front), ip_on(&back)));
+    }
+    let etcd = EtcdServer::start().await;
+    let mut client = etcd.client().await;
+    let registry = format!("etcd://{}/multi", etcd.host_port());
+    let _registrator = Registrator::start(&["-internal", "-network", &back, &registry]);
+    // -network picks `back` over the network mode's `front`; the label picks `front` back.
+    let m1 = format!("{}:8080", ips[0].1);
+    wait_key(&mut client, "/multi/multi/m1", Some(&m1)).await;
+    let m2 = format!("{}:8080", ips[1].0);
+    wait_key(&mut client, "/multi/multi/m2", Some(&m2)).await;
 }
 
 #[tokio::test]

@@ -31,6 +31,28 @@ fn published(host_ip: &str, host_port: &str) -> Value {
     json!([{"HostIp": host_ip, "HostPort": host_port}])
 }
 
+/// A container on five networks (network mode `backend`), exposing 80 (and 81 when an env var
+/// names it), with `env`.
+fn multi_network(env: &[&str]) -> Value {
+    let mut exposed = json!({"80/tcp": {}});
+    let mut ports = json!({"80/tcp": null});
+    if env.iter().any(|e| e.starts_with("SERVICE_81_")) {
+        exposed["81/tcp"] = json!({});
+        ports["81/tcp"] = Value::Null;
+    }
+    json!({
+        "Name": "/web", "Config": {"Image": "web", "Env": env, "ExposedPorts": exposed},
+        "HostConfig": {"NetworkMode": "backend"},
+        "NetworkSettings": {"Ports": ports, "Networks": {
+            "aaa": {"IPAddress": "172.30.0.4"},
+            "backend": {"IPAddress": "172.20.0.5"},
+            "bridge": {"IPAddress": "172.17.0.3"},
+            "overlay": {"IPAddress": "10.0.9.7", "GlobalIPv6Address": "fd00::7"},
+            "v6only": {"IPAddress": "", "GlobalIPv6Address": "fd00::9"}
+        }}
+    })
+}
+
 fn options() -> DeriveOptions {
     DeriveOptions {
         hostname: "host1".into(),
@@ -301,6 +323,65 @@ fn cases() -> Vec<Case> {
                 ..options()
             },
             expected: &[("postgres", "host1:db:5432", "172.20.0.5", 5432)],
+        },
+        Case {
+            what: "-network picks that network's address over the network mode's",
+            container: multi_network(&[]),
+            network_container: None,
+            options: DeriveOptions {
+                internal: true,
+                network: Some("overlay".into()),
+                ..options()
+            },
+            expected: &[("web", "host1:web:80", "10.0.9.7", 80)],
+        },
+        Case {
+            what: "SERVICE_NETWORK beats -network, a port's own beats the container's",
+            container: multi_network(&["SERVICE_NETWORK=aaa", "SERVICE_81_NETWORK=bridge"]),
+            network_container: None,
+            options: DeriveOptions {
+                internal: true,
+                network: Some("overlay".into()),
+                ..options()
+            },
+            expected: &[
+                ("web-80", "host1:web:80", "172.30.0.4", 80),
+                ("web-81", "host1:web:81", "172.17.0.3", 81),
+            ],
+        },
+        Case {
+            what: "a -network the container is not on falls back to the network mode's",
+            container: multi_network(&[]),
+            network_container: None,
+            options: DeriveOptions {
+                internal: true,
+                network: Some("elsewhere".into()),
+                ..options()
+            },
+            expected: &[("web", "host1:web:80", "172.20.0.5", 80)],
+        },
+        Case {
+            what: "SERVICE_NETWORK without -internal changes nothing (published ports)",
+            container: bridge(
+                "web",
+                &["SERVICE_NETWORK=overlay"],
+                json!({}),
+                &["80/tcp"],
+                json!({"80/tcp": published("127.0.0.1", "8080")}),
+            ),
+            network_container: None,
+            options: options(),
+            expected: &[("web", "host1:c1:80", "127.0.0.1", 8080)],
+        },
+        Case {
+            what: "SERVICE_NETWORK of an IPv6-only network registers its IPv6 address",
+            container: multi_network(&["SERVICE_NETWORK=v6only"]),
+            network_container: None,
+            options: DeriveOptions {
+                internal: true,
+                ..options()
+            },
+            expected: &[("web", "host1:web:80", "fd00::9", 80)],
         },
         Case {
             what: "-internal with an IPv6-only network",
@@ -611,4 +692,36 @@ mod hostile {
         );
         assert!(services > 0, "no generated container gave a record");
     }
+}
+
+#[test]
+fn a_service_network_the_container_is_not_on_is_warned_once() {
+    let container = inspect(multi_network(&[
+        "SERVICE_NETWORK=nowhere",
+        "SERVICE_81_NAME=other",
+    ]));
+    let options = DeriveOptions {
+        internal: true,
+        ..options()
+    };
+    let derived = derive_services(&container, None, &options);
+    let ips: Vec<&str> = derived.services.iter().map(|s| s.ip.as_str()).collect();
+    assert_eq!(
+        ips,
+        ["172.20.0.5", "172.20.0.5"],
+        "the network mode's address"
+    );
+    let warned: Vec<&String> = derived
+        .warnings
+        .iter()
+        .filter(|w| w.contains("\"nowhere\""))
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", derived.warnings);
+    // The field is a choice of address, not a record attribute.
+    assert!(
+        derived
+            .services
+            .iter()
+            .all(|s| !s.attributes.contains_key("network"))
+    );
 }
