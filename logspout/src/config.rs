@@ -499,12 +499,12 @@ mod tests {
             (
                 &[("SYSLOG_TAG", "{{.Nope}}")],
                 None,
-                "SYSLOG_TAG: unsupported template",
+                "SYSLOG_TAG: bad template",
             ),
             (
                 &[("RAW_FORMAT", "{{.Data")],
                 None,
-                "RAW_FORMAT: unsupported template",
+                "RAW_FORMAT: bad template",
             ),
             (&[("DOCKER_HOST", "ssh://x")], None, "invalid DOCKER_HOST"),
             (&[], Some("foo://h:1"), "bad adapter: foo"),

@@ -49,6 +49,9 @@ pub struct ContainerInfo {
     /// `inspect` (with `name`) as `/logs` JSON, made at the first JSON line of this container
     /// (once per container and rename) and spliced into every JSON line.
     pub inspect_json: OnceLock<Arc<str>>,
+    /// `inspect` as Docker's JSON, for templates (`.Container.HostConfig…`);
+    /// `Null` where it is not known. The fields above win over it.
+    pub inspect_value: Arc<serde_json::Value>,
 }
 
 impl ContainerInfo {

@@ -1,5 +1,6 @@
 //! Prometheus metrics: lines read from Docker, lines queued/sent/dropped and reconnects per
-//! route, whether each route is stalled and how often it stalled, attached containers.
+//! route, whether each route is stalled and how often it stalled, attached containers, template
+//! failures.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -97,6 +98,8 @@ impl Metrics {
             "HTTP connections closed at once because 256 were open",
         )?;
         registry.register(Box::new(http_refused.clone()))?;
+        // Process-wide, as templates are compiled without access to the registry.
+        registry.register(Box::new(crate::template::ERRORS.clone()))?;
         registry.register(Box::new(taps.open.clone()))?;
         registry.register(Box::new(taps.refused.clone()))?;
         registry.register(Box::new(taps.dropped.clone()))?;

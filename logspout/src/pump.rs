@@ -621,6 +621,7 @@ pub fn container_info(inspect: &ContainerInspectResponse) -> ContainerInfo {
             .and_then(|l| l.typ.clone())
             .unwrap_or_default(),
         inspect: Arc::new(inspect.clone()),
+        inspect_value: Arc::new(serde_json::to_value(inspect).unwrap_or_default()),
         ..ContainerInfo::default()
     }
 }

@@ -145,8 +145,7 @@ mod tests {
         };
         let err = Renderer::new(spec, &settings, &HashMap::new()).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("RAW_FORMAT: unsupported template"),
+            err.to_string().starts_with("RAW_FORMAT: bad template"),
             "{err}"
         );
     }

@@ -64,7 +64,7 @@ fn bad_configuration_is_one_error_line_and_exit_1() {
         (
             None,
             &[("SYSLOG_TAG", "{{.Nope}}")],
-            "!! SYSLOG_TAG: unsupported template \"{{.Nope}}\"",
+            "!! SYSLOG_TAG: bad template \"{{.Nope}}\"",
         ),
         (
             None,
