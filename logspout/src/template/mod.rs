@@ -59,12 +59,16 @@ enum Field {
     Hostname,
     Image,
     Pid,
+    /// `index .Container.Config.Labels "key"` (empty when missing).
+    Label(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
     Field(Field),
+    /// `toJSON .Data`.
+    JsonData,
 }
 
 #[derive(Debug)]
@@ -119,6 +123,12 @@ impl Template {
                     match part {
                         Part::Text(text) => out.extend_from_slice(text.as_bytes()),
                         Part::Field(field) => write_field(field, message, out),
+                        Part::JsonData => value::write_json(
+                            &serde_json::Value::String(
+                                String::from_utf8_lossy(&message.data).into_owned(),
+                            ),
+                            out,
+                        ),
                     }
                 }
                 return;
@@ -255,6 +265,14 @@ fn direct(nodes: &[Node]) -> Option<Vec<Part>> {
             Node::Action(pipe) if pipe.vars.is_empty() => match pipe.cmds.as_slice() {
                 [cmd] => match cmd.as_slice() {
                     [Arg::Field(chain)] => plain_field(chain).map(Part::Field),
+                    [Arg::Func(f), Arg::Field(chain)] if f == "toJSON" && chain == &["Data"] => {
+                        Some(Part::JsonData)
+                    }
+                    [Arg::Func(f), Arg::Field(chain), Arg::Str(key)]
+                        if f == "index" && chain == &["Container", "Config", "Labels"] =>
+                    {
+                        Some(Part::Field(Field::Label(key.clone())))
+                    }
                     _ => None,
                 },
                 _ => None,
@@ -310,6 +328,9 @@ fn write_field(field: &Field, m: &Message, out: &mut Vec<u8>) {
         Field::Hostname => out.extend_from_slice(c.hostname.as_bytes()),
         Field::Image => out.extend_from_slice(c.image.as_bytes()),
         Field::Pid => out.extend_from_slice(c.pid.to_string().as_bytes()),
+        Field::Label(key) => {
+            out.extend_from_slice(c.labels.get(key).map_or("", String::as_str).as_bytes());
+        }
     }
 }
 

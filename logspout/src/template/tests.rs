@@ -341,6 +341,8 @@ fn the_default_templates_take_the_direct_path() {
         "{{.Container.Config.Hostname}}",
         "{{.ContainerName}}.app",
         "{{.Container.State.Pid}}",
+        "{{ toJSON .Data }}\n",
+        "{{ index .Container.Config.Labels \"com.docker.swarm.service.name\" }}",
     ] {
         let t = Template::compile("T", text).unwrap();
         assert!(matches!(&t.0.body, Body::Direct(_)), "{text}");
