@@ -15,8 +15,10 @@ pub(super) fn execute(nodes: &[Node], message: &Message, out: &mut Vec<u8>) -> R
     let mut exec = Exec {
         message,
         vars: vec![("$", Value::Message(message))],
+        start: out.len(),
         out,
         steps: 0,
+        made: 0,
     };
     let root = Value::Message(message);
     exec.walk(nodes, &root).map(|_| ())
@@ -24,7 +26,11 @@ pub(super) fn execute(nodes: &[Node], message: &Message, out: &mut Vec<u8>) -> R
 
 /// Range iterations and nodes walked per execution before giving up (a huge `range` over an
 /// integer would otherwise stall the route).
-const MAX_STEPS: usize = 100_000;
+const MAX_STEPS: usize = 10_000;
+
+/// Bytes one execution may print, and may make in function results: a template that doubles a
+/// string in a loop fails instead of eating memory.
+const MAX_BYTES: usize = 1 << 20;
 
 enum Flow {
     Normal,
@@ -36,7 +42,11 @@ struct Exec<'a, 'o> {
     message: &'a Message,
     vars: Vec<(&'a str, Value<'a>)>,
     out: &'o mut Vec<u8>,
+    /// Where this execution's output starts in `out`.
+    start: usize,
     steps: usize,
+    /// Bytes of strings made by functions (`printf`, `toJSON`, …) so far.
+    made: usize,
 }
 
 type R<T> = Result<T, String>;
@@ -51,9 +61,9 @@ impl<'a> Exec<'a, '_> {
 
     fn walk_inner(&mut self, nodes: &'a [Node], dot: &Value<'a>) -> R<Flow> {
         for node in nodes {
-            self.steps += 1;
-            if self.steps > MAX_STEPS {
-                return Err("template too expensive: more than 100000 steps".into());
+            self.step()?;
+            if self.out.len() - self.start > MAX_BYTES {
+                return Err("template output larger than 1 MiB".into());
             }
             match node {
                 Node::Text(text) => self.out.extend_from_slice(text.as_bytes()),
@@ -96,10 +106,7 @@ impl<'a> Exec<'a, '_> {
                         self.walk(otherwise, dot)?;
                     }
                     for (key, item) in items {
-                        self.steps += 1;
-                        if self.steps > MAX_STEPS {
-                            return Err("template too expensive: more than 100000 steps".into());
-                        }
+                        self.step()?;
                         match pipe.vars.as_slice() {
                             [v] => self.vars.push((v, item.clone())),
                             [k, v] => {
@@ -128,6 +135,16 @@ impl<'a> Exec<'a, '_> {
             value = Some(self.command(cmd, dot, value)?);
         }
         Ok(value.unwrap_or(Value::Missing))
+    }
+
+    fn step(&mut self) -> R<()> {
+        self.steps += 1;
+        if self.steps > MAX_STEPS {
+            return Err(format!(
+                "template too expensive: more than {MAX_STEPS} steps"
+            ));
+        }
+        Ok(())
     }
 
     fn pipeline(&mut self, pipe: &'a Pipeline, dot: &Value<'a>) -> R<Value<'a>> {
@@ -178,7 +195,14 @@ impl<'a> Exec<'a, '_> {
                     args.push(self.arg(arg, dot)?);
                 }
                 args.extend(last);
-                call(name, args, self.message)
+                let value = call(name, args, self.message)?;
+                if let Value::Str(Cow::Owned(s)) = &value {
+                    self.made += s.len();
+                    if self.made > MAX_BYTES {
+                        return Err("template made more than 1 MiB of strings".into());
+                    }
+                }
+                Ok(value)
             }
             Arg::Field(chain) | Arg::Var(_, chain) | Arg::Sub(_, chain)
                 if !chain.is_empty() && (!rest.is_empty() || last.is_some()) =>

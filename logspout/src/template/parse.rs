@@ -55,6 +55,7 @@ pub(super) fn parse(items: Vec<Item>) -> Result<Vec<Node>, (String, String)> {
     let mut parser = Parser {
         items: items.into_iter(),
         range_depth: 0,
+        depth: 0,
     };
     let (nodes, end) = parser.list()?;
     match end {
@@ -74,12 +75,25 @@ enum End {
 struct Parser {
     items: std::vec::IntoIter<Item>,
     range_depth: usize,
+    /// Blocks open now (`if`, `with`, `range`), bounded by [`MAX_DEPTH`].
+    depth: usize,
 }
+
+/// Nesting of blocks and of parentheses: deeper templates are rejected (the parser and the
+/// evaluator recurse, and no real template nests this deep).
+const MAX_DEPTH: usize = 64;
 
 type Fail = (String, String);
 
 impl Parser {
     fn list(&mut self) -> Result<(Vec<Node>, End), Fail> {
+        self.depth += 1;
+        let result = self.list_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn list_inner(&mut self) -> Result<(Vec<Node>, End), Fail> {
         let mut nodes = Vec::new();
         while let Some(item) = self.items.next() {
             let (tokens, src) = match item {
@@ -90,6 +104,9 @@ impl Parser {
                 Item::Action(tokens, src) => (tokens, src),
             };
             let fail = |reason: &str| (src.clone(), reason.to_owned());
+            if self.depth > MAX_DEPTH {
+                return Err(fail(&format!("blocks nested deeper than {MAX_DEPTH}")));
+            }
             let keyword = match tokens.first().map(|t| &t.tok) {
                 Some(Tok::Ident(word)) => word.as_str(),
                 None => return Err(fail("missing value for command")),
@@ -187,6 +204,17 @@ fn node(keyword: &str, branches: Vec<(Pipeline, Vec<Node>)>, otherwise: Vec<Node
 
 /// Parses `[vars :=] cmd | cmd …`; `control` allows `$i, $v :=` (range, if, with).
 fn pipeline(tokens: &[Token], control: bool) -> Result<Pipeline, String> {
+    let mut depth = 0usize;
+    for t in tokens {
+        match t.tok {
+            Tok::LParen => depth += 1,
+            Tok::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!("parentheses nested deeper than {MAX_DEPTH}"));
+        }
+    }
     let mut vars = Vec::new();
     let mut assign = false;
     let mut rest = tokens;
@@ -359,6 +387,9 @@ mod tests {
             "{{}}",
             "{{ | }}",
             "{{ 3.X }}",
+            format!("{{{{{}1{}}}}}", "(".repeat(10_000), ")".repeat(10_000)).as_str(),
+            "{{if 1}}".repeat(10_000).as_str(),
+            "{{range 1}}".repeat(10_000).as_str(),
         ] {
             assert!(tree(bad).is_err(), "{bad}");
         }

@@ -363,6 +363,10 @@ fn run_time_errors_keep_the_output_so_far_and_are_counted() {
         ("{{ index .Container.Config.Labels 3 }}", ""),
         ("{{ lt true false }}", ""),
         (r#"{{ .Time.Format }}"#, ""),
+        (
+            r#"{{ $x := "ab" }}{{ range 40 }}{{ $x = printf "%s%s" $x $x }}{{ end }}{{ len $x }}"#,
+            "",
+        ),
     ] {
         let setting = format!("ERR{}", text.len());
         let t = Template::compile(&setting, text).unwrap();
@@ -372,6 +376,20 @@ fn run_time_errors_keep_the_output_so_far_and_are_counted() {
         assert_eq!(counter.get(), errors + 1, "{text}");
         assert_eq!(t.render_string(&m), before, "{text}");
     }
+}
+
+/// A template that prints in a loop stops at about 1 MiB (the line is still sent).
+#[test]
+fn output_is_bounded() {
+    let t = Template::compile("BIG", r#"{{ range 5000 }}{{ printf "%500d" 1 }}{{ end }}"#).unwrap();
+    let out = t.render_string(&message(Source::Stdout, ""));
+    assert!(
+        ((1 << 20) - 1000..(1 << 20) + 1000).contains(&out.len()),
+        "{}",
+        out.len()
+    );
+    let counter = ERRORS.with_label_values(&["BIG"]);
+    assert_eq!(counter.get(), 1);
 }
 
 #[test]
