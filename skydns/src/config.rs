@@ -207,6 +207,21 @@ pub struct Flags {
         default_value = "0.0.0.0"
     )]
     pub metrics_ip: IpAddr,
+    /// First part of the original's metric names (`<namespace>_<subsystem>_dns_...`); empty:
+    /// `skydns`.
+    #[arg(
+        long = "metrics-namespace",
+        env = "PROMETHEUS_NAMESPACE",
+        default_value = "skydns"
+    )]
+    pub metrics_namespace: String,
+    /// Second part of the original's metric names; empty: `skydns`.
+    #[arg(
+        long = "metrics-subsystem",
+        env = "PROMETHEUS_SUBSYSTEM",
+        default_value = "skydns"
+    )]
+    pub metrics_subsystem: String,
     /// Forwards (client queries and lookups of external targets) in flight at once; beyond it
     /// clients get SERVFAIL at once (counted in skydns_forward_refused_total).
     #[arg(long = "forward-max-inflight", env = "SKYDNS_FORWARD_MAX_INFLIGHT",
@@ -261,6 +276,9 @@ pub struct Config {
     /// Where to serve /metrics and /health; `None` for no HTTP server.
     pub metrics_addr: Option<SocketAddr>,
     pub metrics_path: String,
+    /// `PROMETHEUS_NAMESPACE` and `PROMETHEUS_SUBSYSTEM`: the original's metrics are named
+    /// `<namespace>_<subsystem>_<name>`.
+    pub metrics_names: (String, String),
     /// Read forwarders from this resolv.conf when none are configured.
     pub resolv_conf: Option<PathBuf>,
     /// Bounds on forwards and TCP connections.
@@ -346,6 +364,10 @@ impl Flags {
             stubzones: self.stubzones,
             metrics_addr,
             metrics_path: self.metrics_path,
+            metrics_names: (
+                or_skydns(self.metrics_namespace),
+                or_skydns(self.metrics_subsystem),
+            ),
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             limits,
         })
@@ -363,6 +385,15 @@ fn parse_limit(flag: &'static str, text: &str) -> Result<usize, ConfigError> {
             value: text.to_owned(),
             max: MAX_LIMIT,
         })
+}
+
+/// The text, or `skydns` when it is empty (as the original reads its Prometheus names).
+fn or_skydns(text: String) -> String {
+    if text.is_empty() {
+        "skydns".to_owned()
+    } else {
+        text
+    }
 }
 
 fn non_empty_path(text: &str) -> Option<PathBuf> {

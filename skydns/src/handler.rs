@@ -18,6 +18,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::config::ORIGINAL_VERSION;
+use crate::metrics::System;
 use crate::resolve::{Answer, Resolver, max_answers};
 use crate::state::Shared;
 use crate::upstream::ForwardError;
@@ -36,15 +37,17 @@ pub struct Reply {
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
     pub edns: Option<Edns>,
-    /// Which part answered: `auth`, `recursive`, `reverse`, `stub`, `chaos` or `error`.
-    pub system: &'static str,
+    /// Which part answered, for the original's metrics (CHAOS and rejected requests: auth).
+    pub system: System,
+    /// Refused before any lookup (bad opcode, question count or EDNS version): no cache miss.
+    pub rejected: bool,
     /// Send nothing (a stub-zone query that already went through a skydns: loop protection).
     pub silent: bool,
 }
 
 impl Reply {
     /// A reply with no records yet.
-    fn empty(metadata: Metadata, edns: Option<Edns>, system: &'static str) -> Self {
+    fn empty(metadata: Metadata, edns: Option<Edns>, system: System) -> Self {
         Self {
             metadata,
             answers: Vec::new(),
@@ -52,6 +55,7 @@ impl Reply {
             additionals: Vec::new(),
             edns,
             system,
+            rejected: false,
             silent: false,
         }
     }
@@ -93,7 +97,8 @@ impl DnsHandler {
         };
         let mut metadata = Metadata::response_from_request(request_meta);
         let error = |metadata: Metadata, rcode: ResponseCode| {
-            let mut reply = Reply::empty(metadata, edns.clone(), "error");
+            let mut reply = Reply::empty(metadata, edns.clone(), System::Auth);
+            reply.rejected = true;
             reply.metadata.response_code = rcode;
             reply
         };
@@ -142,12 +147,12 @@ impl DnsHandler {
         if qtype == RecordType::PTR && is_reverse(&lower) {
             if let Some(answer) = resolver.ptr_record(qname, &lower) {
                 metadata.authoritative = true;
-                let mut reply = from_answer(metadata, answer, edns, "reverse");
+                let mut reply = from_answer(metadata, answer, edns, System::Reverse);
                 fit(&mut reply, query, limit);
                 return reply;
             }
             let mut reply = self.forward(request, metadata, edns).await;
-            reply.system = "reverse";
+            reply.system = System::Reverse;
             fit(&mut reply, query, limit);
             return reply;
         }
@@ -163,7 +168,7 @@ impl DnsHandler {
         }
         let answer = resolver.authoritative(qname, &lookup, qtype).await;
         metadata.authoritative = true;
-        let mut reply = from_answer(metadata, answer, edns, "auth");
+        let mut reply = from_answer(metadata, answer, edns, System::Auth);
         fit(&mut reply, query, limit);
         reply
     }
@@ -171,7 +176,7 @@ impl DnsHandler {
     /// Relays a client query to the forwarders.
     async fn forward(&self, request: &Request, metadata: Metadata, edns: Option<Edns>) -> Reply {
         let shared = &self.shared;
-        let mut reply = Reply::empty(metadata, edns, "recursive");
+        let mut reply = Reply::empty(metadata, edns, System::Recursive);
         if shared.zone.no_rec {
             reply.metadata.recursion_available = false;
             reply.metadata.response_code = ResponseCode::ServFail;
@@ -231,7 +236,7 @@ impl DnsHandler {
         edns: Option<Edns>,
         servers: Vec<std::net::SocketAddr>,
     ) -> Reply {
-        let mut reply = Reply::empty(metadata, edns, "stub");
+        let mut reply = Reply::empty(metadata, edns, System::Stub);
         let seen_before = request.edns.as_ref().is_some_and(|e| {
             e.options()
                 .get(EdnsCode::Unknown(STUB_LOOP_OPTION))
@@ -273,26 +278,27 @@ impl RequestHandler for DnsHandler {
         let started = Instant::now();
         let reply = self.reply(request).await;
         let metrics = &self.shared.metrics;
+        let query = request.queries.queries().first().map(|q| q.original());
+        let rcode = reply.metadata.response_code;
+        if reply.system == System::Auth && !reply.rejected {
+            metrics.cache_miss();
+        }
         if reply.silent {
+            // As the original: counted, with nothing sent (size 0).
+            metrics.reply(reply.system, started.elapsed(), 0, false, rcode);
             return ResponseInfo::from(Header {
                 metadata: reply.metadata,
                 counts: HeaderCounts::default(),
             });
         }
-        let qtype = request
-            .queries
-            .queries()
-            .first()
-            .map_or(RecordType::Unknown(0), |q| q.query_type());
-        let qtype: &'static str = qtype.into();
+        let qtype: &'static str = query
+            .map_or(RecordType::Unknown(0), Query::query_type)
+            .into();
         metrics
             .requests
-            .with_label_values(&[qtype, reply.metadata.response_code.to_str()])
+            .with_label_values(&[qtype, rcode.to_str()])
             .inc();
-        metrics
-            .requests_by_system
-            .with_label_values(&[reply.system])
-            .inc();
+        let len = encoded_len(&reply, query);
         let response = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref()).build(
             reply.metadata,
             reply.answers.iter(),
@@ -310,7 +316,13 @@ impl RequestHandler for DnsHandler {
                 })
             }
         };
-        metrics.duration.observe(started.elapsed().as_secs_f64());
+        metrics.reply(
+            reply.system,
+            started.elapsed(),
+            len,
+            reply.metadata.truncation,
+            rcode,
+        );
         info
     }
 }
@@ -319,7 +331,7 @@ fn from_answer(
     mut metadata: Metadata,
     answer: Answer,
     edns: Option<Edns>,
-    system: &'static str,
+    system: System,
 ) -> Reply {
     metadata.response_code = answer.rcode;
     Reply {
@@ -329,6 +341,7 @@ fn from_answer(
         additionals: answer.additionals,
         edns,
         system,
+        rejected: false,
         silent: false,
     }
 }
@@ -380,7 +393,7 @@ fn chaos(mut metadata: Metadata, query: &Query, lower: &Name) -> Reply {
     } else {
         ResponseCode::NoError
     };
-    let mut reply = Reply::empty(metadata, None, "chaos");
+    let mut reply = Reply::empty(metadata, None, System::Auth);
     reply.answers = answers;
     reply
 }
@@ -445,19 +458,46 @@ fn estimate(reply: &Reply, query: &Query) -> usize {
 /// True when the reply with its first `answers` answers encodes within `limit` bytes.
 fn fits(reply: &Reply, query: &Query, limit: u16, answers: usize) -> bool {
     let mut buffer = Vec::with_capacity(usize::from(limit).min(4096));
-    let mut encoder = BinEncoder::new(&mut buffer);
+    emit(reply, Some(query), limit, answers, &mut buffer)
+        .is_ok_and(|header| !header.metadata.truncation)
+}
+
+thread_local! {
+    /// Where [`encoded_len`] encodes, reused so that measuring a reply allocates nothing.
+    static MEASURE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The length of the reply as sent (for `dns_response_size_bytes`).
+fn encoded_len(reply: &Reply, query: Option<&Query>) -> usize {
+    MEASURE.with_borrow_mut(|buffer| {
+        buffer.clear();
+        match emit(reply, query, u16::MAX, reply.answers.len(), buffer) {
+            Ok(_) => buffer.len(),
+            Err(_) => 0,
+        }
+    })
+}
+
+/// Encodes the reply with its first `answers` answers into `buffer`, at most `limit` bytes.
+fn emit(
+    reply: &Reply,
+    query: Option<&Query>,
+    limit: u16,
+    answers: usize,
+    buffer: &mut Vec<u8>,
+) -> Result<Header, hickory_proto::ProtoError> {
+    let mut encoder = BinEncoder::new(buffer);
     encoder.set_max_size(limit);
-    let emitted = emit_message_parts(
+    emit_message_parts(
         &reply.metadata,
-        &mut std::iter::once(query),
+        &mut query.into_iter(),
         &mut reply.answers[..answers].iter(),
         &mut reply.authorities.iter(),
         &mut reply.additionals.iter(),
         reply.edns.as_ref(),
         None,
         &mut encoder,
-    );
-    emitted.is_ok_and(|header| !header.metadata.truncation)
+    )
 }
 
 #[cfg(test)]

@@ -60,7 +60,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         return Ok(());
     };
     let zone = settings.resolve(config.resolv_conf.as_deref())?;
-    let metrics = Metrics::new()?;
+    let (namespace, subsystem) = &config.metrics_names;
+    let metrics = Metrics::with_names(namespace, subsystem)?;
     let mut shared = Shared::new(
         zone,
         config.forward_allow.clone(),

@@ -334,7 +334,7 @@ async fn metrics_and_health() {
         "skydns_index_records 1",
         "skydns_index_synced 1",
         "skydns_etcd_resyncs_total 1",
-        "skydns_request_duration_seconds_count",
+        "skydns_skydns_dns_request_duration_seconds_count{system=\"auth\"}",
         "skydns_skydns_dns_request_count_total{system=\"auth\"}",
     ] {
         assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
@@ -479,5 +479,184 @@ async fn stub_zones_forward_to_their_own_servers() {
             .is_none()
     );
     assert_eq!(stub.queries().len(), 1);
+    server.stop().await;
+}
+
+/// The value of one series on a scrape (0 when absent, like a counter not yet touched).
+fn series(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The original's metrics, under the original's names, labels and buckets, move by exactly one
+/// per reply of each kind: authoritative hits over UDP and TCP, NXDOMAIN, REFUSED, a truncated
+/// UDP answer and its whole TCP form, forwarded and reverse answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_originals_metrics_count_each_reply_under_its_system_and_cause() {
+    let mut entries: Vec<(String, String)> = big_fixture();
+    entries.push((
+        "/skydns/test/skydns/web/a".into(),
+        r#"{"host":"10.0.0.1"}"#.into(),
+    ));
+    entries.push((
+        "/skydns/arpa/in-addr/10/0/0/1".into(),
+        r#"{"host":"web.skydns.test"}"#.into(),
+    ));
+    let entries: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (server, addr) = Running::start_with_metrics(&entries).await;
+    server
+        .upstream
+        .add_a("example.org.", Ipv4Addr::new(192, 0, 2, 1), 60);
+    let before = http_get(addr, "/metrics").await;
+    let dns = &server.client;
+
+    let web = dns.udp("web.skydns.test.", RecordType::A).await.unwrap();
+    assert_eq!(web.answers.len(), 1);
+    assert_eq!(
+        dns.tcp("web.skydns.test.", RecordType::A)
+            .await
+            .unwrap()
+            .answers
+            .len(),
+        1
+    );
+    for reply in [
+        dns.udp("nothere.skydns.test.", RecordType::A)
+            .await
+            .unwrap(),
+        dns.tcp("nothere.skydns.test.", RecordType::A)
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(rcode(&reply), ResponseCode::NXDomain);
+    }
+    let mut chaos_a = harness::DnsClient::query_message("version.bind.", RecordType::A);
+    chaos_a.queries[0].query_class = hickory_proto::rr::DNSClass::CH;
+    assert_eq!(
+        rcode(&dns.udp_message(&chaos_a).await.unwrap()),
+        ResponseCode::Refused
+    );
+    let cut = dns.udp("big.skydns.test.", RecordType::A).await.unwrap();
+    assert!(cut.metadata.truncation);
+    let whole = dns.tcp("big.skydns.test.", RecordType::A).await.unwrap();
+    assert!(!whole.metadata.truncation && whole.answers.len() == 40);
+    assert_eq!(
+        dns.udp("example.org.", RecordType::A)
+            .await
+            .unwrap()
+            .answers
+            .len(),
+        1
+    );
+    assert_eq!(
+        dns.tcp("example.org.", RecordType::A)
+            .await
+            .unwrap()
+            .answers
+            .len(),
+        1
+    );
+    let refused = dns
+        .udp("nothere.example.org.", RecordType::A)
+        .await
+        .unwrap();
+    assert_eq!(rcode(&refused), ResponseCode::Refused);
+    let ptr = dns
+        .udp("1.0.0.10.in-addr.arpa.", RecordType::PTR)
+        .await
+        .unwrap();
+    assert_eq!(ptr.answers.len(), 1);
+
+    let after = http_get(addr, "/metrics").await;
+    let delta = |name: &str| series(&after, name) - series(&before, name);
+    let ns = "skydns_skydns_dns_";
+    let expected: &[(&str, f64)] = &[
+        ("request_count_total{system=\"auth\"}", 7.0),
+        ("request_count_total{system=\"recursive\"}", 3.0),
+        ("request_count_total{system=\"reverse\"}", 1.0),
+        ("request_count_total{system=\"stub\"}", 0.0),
+        ("request_count_total{system=\"cache\"}", 0.0),
+        ("error_count_total{cause=\"nxdomain\",system=\"auth\"}", 2.0),
+        ("error_count_total{cause=\"refused\",system=\"auth\"}", 1.0),
+        (
+            "error_count_total{cause=\"truncated\",system=\"auth\"}",
+            1.0,
+        ),
+        ("error_count_total{cause=\"servfail\",system=\"auth\"}", 0.0),
+        ("error_count_total{cause=\"overflow\",system=\"auth\"}", 0.0),
+        (
+            "error_count_total{cause=\"refused\",system=\"recursive\"}",
+            1.0,
+        ),
+        (
+            "error_count_total{cause=\"nxdomain\",system=\"recursive\"}",
+            0.0,
+        ),
+        ("cachemiss_count_total{cache=\"response\"}", 7.0),
+        ("cachemiss_count_total{cache=\"signature\"}", 0.0),
+        ("request_duration_seconds_count{system=\"auth\"}", 7.0),
+        ("request_duration_seconds_count{system=\"recursive\"}", 3.0),
+        (
+            "request_duration_seconds_bucket{system=\"auth\",le=\"+Inf\"}",
+            7.0,
+        ),
+        ("response_size_bytes_count{system=\"auth\"}", 7.0),
+        ("response_size_bytes_count{system=\"reverse\"}", 1.0),
+        // Every authoritative reply but the whole 40 addresses over TCP fits in 512 bytes.
+        ("response_size_bytes_bucket{system=\"auth\",le=\"0\"}", 0.0),
+        (
+            "response_size_bytes_bucket{system=\"auth\",le=\"512\"}",
+            6.0,
+        ),
+        (
+            "response_size_bytes_bucket{system=\"auth\",le=\"1024\"}",
+            7.0,
+        ),
+        (
+            "response_size_bytes_bucket{system=\"auth\",le=\"65536\"}",
+            7.0,
+        ),
+    ];
+    for (name, want) in expected {
+        let name = format!("{ns}{name}");
+        assert!(
+            after.contains(&format!("{name} ")),
+            "{name} missing in:\n{after}"
+        );
+        assert_eq!(delta(&name), *want, "{name}");
+    }
+    // The sizes add up to the bytes actually sent.
+    let sum = delta(&format!(
+        "{ns}response_size_bytes_sum{{system=\"recursive\"}}"
+    ));
+    assert!(sum > 3.0 * 12.0, "{sum}");
+    // The original's bucket boundaries, exactly.
+    let mut sizes = vec!["0", "512", "1024", "1500", "2048"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    sizes.extend((1..=16).map(|i| (i * 4096).to_string()));
+    sizes.push("+Inf".into());
+    let durations = [
+        "0.001", "0.003", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+        "10", "+Inf",
+    ];
+    let les = |histogram: &str| -> Vec<String> {
+        let prefix = format!("{ns}{histogram}_bucket{{system=\"auth\",le=\"");
+        after
+            .lines()
+            .filter_map(|l| Some(l.strip_prefix(&prefix)?.split('"').next()?.to_owned()))
+            .collect()
+    };
+    assert_eq!(les("response_size_bytes"), sizes);
+    assert_eq!(les("request_duration_seconds"), durations);
+    assert!(after.contains("le=\"12288\""));
+    // Ours stay under their own names.
+    assert!(after.contains("skydns_requests_total{rcode=\"No Error\",type=\"A\"}"));
     server.stop().await;
 }
