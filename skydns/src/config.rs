@@ -50,6 +50,8 @@ pub enum ConfigError {
     },
     #[error("tcp-idle-timeout {value:?} must be a Go duration from 1ms to 1h, such as 10s")]
     IdleTimeout { value: String },
+    #[error("PROMETHEUS_PORT (-metrics-port) {value:?} is not a port number from 1 to 65535")]
+    MetricsPort { value: String },
 }
 
 /// Default of `-forward-max-inflight`: client and internal forwards waiting for a forwarder at
@@ -331,13 +333,17 @@ impl Flags {
         let etcd = EtcdSettings::new(&self.machines)?
             .with_tls(tls)?
             .with_auth(&self.username, &self.password);
+        // The original ignores a port it cannot parse (and serves no metrics): refused here.
         let metrics_addr = match self.metrics_port.trim() {
             "" => None,
             port => Some(SocketAddr::new(
                 self.metrics_ip,
-                port.parse().map_err(|_| ConfigError::Addr {
-                    value: format!("metrics port {port:?}"),
-                })?,
+                port.parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| ConfigError::MetricsPort {
+                        value: self.metrics_port.clone(),
+                    })?,
             )),
         };
         Ok(Config {

@@ -114,6 +114,30 @@ fn version_and_bad_flags() {
     );
 }
 
+/// The original silently serves no metrics for a `PROMETHEUS_PORT` it cannot parse; ours says
+/// so in one line and exits non-zero (before reaching for etcd).
+#[test]
+fn an_unparsable_prometheus_port_is_one_error_line_and_a_failed_exit() {
+    for port in ["nine", "99999", "0", "-1"] {
+        let output = Command::new(BIN)
+            .env("PROMETHEUS_PORT", port)
+            .args(["-machines", "http://127.0.0.1:1"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{port}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "skydns: PROMETHEUS_PORT (-metrics-port) {port:?} is not a port number from 1 \
+                 to 65535"
+            ),
+            "{port}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_authenticates_to_etcd_with_username_and_password_from_the_environment() {
     let etcd = EtcdServer::start().await;
