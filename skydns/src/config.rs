@@ -110,7 +110,8 @@ pub struct Flags {
     /// Comma-separated etcd endpoints.
     #[arg(long, env = "ETCD_MACHINES", default_value = "http://127.0.0.1:2379")]
     pub machines: String,
-    /// DNSSEC key basename (not supported: refused when set).
+    /// DNSSEC key basename: `<base>.key` and `<base>.private` as `dnssec-keygen` writes them;
+    /// answers to queries with the DO bit are signed with it.
     #[arg(long, default_value = "")]
     pub dnssec: String,
     /// Name served for `local.dns.<domain>`.
@@ -166,7 +167,7 @@ pub struct Flags {
     /// SOA responsible-person mailbox (`@` becomes `.`).
     #[arg(long, default_value = "hostmaster@skydns.local.")]
     pub hostmaster: String,
-    /// DNSSEC signature cache size (accepted, unused).
+    /// DNSSEC signature cache capacity (RRsets whose signatures are kept; 0: none kept).
     #[arg(long, default_value_t = 10000)]
     pub scache: i64,
     /// Response cache size (accepted, unused: answers come from memory already).
@@ -262,6 +263,10 @@ pub struct Settings {
     pub min_ttl: u32,
     pub rcache_ttl: u32,
     pub ndots: usize,
+    /// DNSSEC key basename (empty: no signing).
+    pub dnssec: String,
+    /// DNSSEC signature cache capacity.
+    pub scache: usize,
 }
 
 /// Everything `run` needs: how to reach etcd, and the flag/env settings that the etcd document
@@ -290,9 +295,6 @@ pub struct Config {
 impl Flags {
     /// Validates the flags and turns them into a configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        if !self.dnssec.is_empty() {
-            return Err(ConfigError::Unsupported("-dnssec (DNSSEC signing)"));
-        }
         if self.systemd {
             return Err(ConfigError::Unsupported("-systemd (socket activation)"));
         }
@@ -364,6 +366,8 @@ impl Flags {
                 min_ttl: 0,
                 rcache_ttl: self.rcache_ttl,
                 ndots: usize::try_from(self.ndots).unwrap_or(0),
+                dnssec: self.dnssec,
+                scache: usize::try_from(self.scache).unwrap_or(0),
             },
             forward_allow: parse_networks(&self.forward_allow)?,
             verbose: self.verbose,
@@ -525,13 +529,18 @@ impl Settings {
                 "systemd" | "etcd3" | "version" => {
                     boolean(&value).ok_or_else(|| wrong("a bool"))?;
                 }
+                // As the original: spaces are turned back into `+` (a `+` in a key basename
+                // such as `Kexample.+013+12345` often arrives as a space).
                 "dnssec" => {
-                    let key = string(&value).ok_or_else(|| wrong("a string"))?;
-                    if !key.is_empty() {
-                        return Err(ConfigError::Unsupported("dnssec (DNSSEC signing)"));
-                    }
+                    self.dnssec = string(&value)
+                        .ok_or_else(|| wrong("a string"))?
+                        .replace(' ', "+");
                 }
-                "scache" | "rcache" => {
+                "scache" => {
+                    let size = value.as_i64().ok_or_else(|| wrong("a number"))?;
+                    self.scache = usize::try_from(size).unwrap_or(0);
+                }
+                "rcache" => {
                     value.as_i64().ok_or_else(|| wrong("a number"))?;
                 }
                 _ => {}
@@ -814,7 +823,6 @@ mod tests {
             (&["-nameservers", "8.8.8.8"], "nameserver is invalid"),
             (&["-nameservers", "dns.example:53"], "nameserver is invalid"),
             (&["-rtimeout", "2"], "rtimeout"),
-            (&["-dnssec", "Kx"], "not supported"),
             (&["-systemd"], "not supported"),
             (&["-forward-allow", "10.0.0.0/33"], "forward-allow"),
             (&["-path-prefix", "/"], "path prefix"),

@@ -18,6 +18,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::config::ORIGINAL_VERSION;
+use crate::dnssec::Dnssec;
 use crate::metrics::System;
 use crate::resolve::{Answer, Resolver, max_answers};
 use crate::state::Shared;
@@ -166,9 +167,24 @@ impl DnsHandler {
             fit(&mut reply, query, limit);
             return reply;
         }
-        let answer = resolver.authoritative(qname, &lookup, qtype).await;
+        let dnssec = shared.dnssec.as_ref();
+        let mut answer = match dnssec {
+            Some(key) if qtype == RecordType::DNSKEY && lookup == shared.zone.domain => Answer {
+                rcode: ResponseCode::NoError,
+                answers: vec![key.dnskey_record(qname)],
+                ..Answer::default()
+            },
+            _ => resolver.authoritative(qname, &lookup, qtype).await,
+        };
         metadata.authoritative = true;
+        let signer = dnssec.filter(|_| edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
+        if let Some(key) = signer {
+            key.deny(&mut answer, qname, qtype);
+        }
         let mut reply = from_answer(metadata, answer, edns, System::Auth);
+        if let Some(key) = signer {
+            sign(&mut reply, key);
+        }
         fit(&mut reply, query, limit);
         reply
     }
@@ -325,6 +341,20 @@ impl RequestHandler for DnsHandler {
         );
         info
     }
+}
+
+/// Signs every RRset of the zone in the reply (a DO query with `-dnssec`), sets AD and
+/// advertises a 4096-byte payload with DO, as the original does.
+fn sign(reply: &mut Reply, key: &Dnssec) {
+    let now = crate::dnssec::unix_now();
+    key.sign_section(&mut reply.answers, now);
+    key.sign_section(&mut reply.authorities, now);
+    key.sign_section(&mut reply.additionals, now);
+    reply.metadata.authentic_data = true;
+    let mut edns = Edns::new();
+    edns.set_max_payload(MAX_UDP_PAYLOAD);
+    edns.set_dnssec_ok(true);
+    reply.edns = Some(edns);
 }
 
 fn from_answer(

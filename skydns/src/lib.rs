@@ -5,6 +5,7 @@
 //! (and, if configured, `/metrics` and `/health` over HTTP) until the shutdown token fires.
 
 pub mod config;
+pub mod dnssec;
 pub mod handler;
 pub mod index;
 pub mod metrics;
@@ -37,6 +38,8 @@ pub enum RunError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Dnssec(#[from] dnssec::DnssecError),
     #[error("cannot listen on {addr} ({transport}): {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -70,6 +73,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         config.limits,
     );
     shared.stubzones = config.stubzones;
+    if !settings.dnssec.is_empty() {
+        let key = dnssec::Dnssec::load(
+            &settings.dnssec,
+            &shared.zone.domain,
+            shared.zone.ttl,
+            shared.zone.min_ttl,
+            settings.scache,
+            shared.metrics.cache_miss_signature.clone(),
+        )?;
+        tracing::info!(key = %key.describe(), scache = settings.scache, "signing with {}", settings.dnssec);
+        shared.dnssec = Some(key);
+    }
     let shared = Arc::new(shared);
 
     let mut watcher = Watcher::new(client, config.schema.clone(), shared.clone());

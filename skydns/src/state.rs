@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use ipnet::IpNet;
 
 use crate::config::{Limits, Zone};
+use crate::dnssec::Dnssec;
 use crate::index::ZoneIndex;
 use crate::metrics::Metrics;
 use crate::upstream::{ForwardPool, Upstream};
@@ -31,6 +32,8 @@ pub struct Shared {
     pub stubzones: bool,
     /// Bounds on forwards and TCP connections.
     pub limits: Limits,
+    /// The zone key, when answers to DO queries are signed (`-dnssec`).
+    pub dnssec: Option<Dnssec>,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
             verbose,
             stubzones: false,
             limits,
+            dnssec: None,
         }
     }
 
