@@ -148,6 +148,17 @@ impl Node {
         self.slot.is_none() && self.children.is_empty()
     }
 
+    /// Visits the valid leaves of this subtree in the order of `collect` until `visit`
+    /// returns false; false if it was stopped.
+    fn visit(&self, visit: &mut dyn FnMut(&Arc<Leaf>) -> bool) -> bool {
+        if let Some(Slot::Valid(leaf)) = &self.slot {
+            if !visit(leaf) {
+                return false;
+            }
+        }
+        self.children.values().all(|child| child.visit(visit))
+    }
+
     /// Every valid leaf of this subtree, the node's own first, children in key order.
     fn collect(&self, out: &mut Vec<Arc<Leaf>>) {
         if let Some(Slot::Valid(leaf)) = &self.slot {
@@ -300,6 +311,11 @@ impl ZoneIndex {
         if self.leases.contains_key(&id) {
             Arc::make_mut(&mut self.leases).remove(&id);
         }
+    }
+
+    /// Visits every valid leaf in key order until `visit` returns false.
+    pub fn visit(&self, visit: &mut dyn FnMut(&Arc<Leaf>) -> bool) {
+        self.root.visit(visit);
     }
 
     /// The leases known to the index.

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dnssec;
 pub mod handler;
+pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod resolve;
@@ -137,7 +138,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     if let Some(addr) = config.metrics_addr {
         let (listener, bound) = common::http::bind(addr).await?;
         tracing::info!(addr = %bound, path = %config.metrics_path, "metrics enabled");
-        let router = metrics::router(shared.clone(), &config.metrics_path);
+        let router = http::router(shared.clone(), &config.metrics_path);
         let token = shutdown.child_token();
         tasks.spawn(async move {
             if let Err(error) = common::http::serve(listener, router, token).await {

@@ -1,17 +1,9 @@
-//! Prometheus metrics of the DNS server and the index, and the HTTP routes that expose them
-//! (`/metrics` or `PROMETHEUS_PATH`, and `/health`).
+//! Prometheus metrics of the DNS server and the index (served over HTTP by `http`).
 
-use std::sync::Arc;
-
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use hickory_proto::op::ResponseCode;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
-
-use crate::state::Shared;
 
 /// Which part of the server answered, as the original's `system` label names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,50 +273,6 @@ impl Metrics {
     pub fn cache_miss(&self) {
         self.cache_miss_response.inc();
     }
-}
-
-/// `/health` (200 when the index is synced, 503 otherwise, the body saying for how long and
-/// how many records are being answered from the last index) plus the metrics at `path`.
-pub fn router(shared: Arc<Shared>, path: &str) -> Router {
-    let for_metrics = shared.clone();
-    let metrics =
-        common::http::metrics_router_with(shared.metrics.registry.clone(), path, move || {
-            refresh_age(&for_metrics)
-        });
-    let health = get(move || {
-        let shared = shared.clone();
-        async move {
-            refresh_age(&shared);
-            let records = shared.index.load().len();
-            match shared.sync.age() {
-                None => (
-                    StatusCode::OK,
-                    format!("synced with etcd; {records} records\n"),
-                ),
-                Some(age) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "index not synced with etcd for {} s; answering from the last index \
-                         ({records} records)\n",
-                        age.as_secs()
-                    ),
-                ),
-            }
-        }
-    });
-    metrics.route("/health", health)
-}
-
-/// Sets `skydns_index_age_seconds` (0 while the watch is live) and `skydns_index_synced` from
-/// the sync state, the one place that holds them.
-fn refresh_age(shared: &Shared) {
-    let age = shared.sync.age();
-    let seconds = age.map_or(0, |age| age.as_secs());
-    shared
-        .metrics
-        .index_age
-        .set(i64::try_from(seconds).unwrap_or(i64::MAX));
-    shared.metrics.index_synced.set(i64::from(age.is_none()));
 }
 
 #[cfg(test)]

@@ -237,12 +237,7 @@ impl Resolver<'_> {
     /// TTL of one record: the smaller of the service's `ttl` and its lease's remaining time,
     /// whichever are set, else the configured default.
     fn ttl(&self, leaf: &Leaf) -> u32 {
-        let lease = self.index.lease_remaining(leaf, self.now).unwrap_or(0);
-        match (lease, leaf.record.ttl) {
-            (0, 0) => self.zone.ttl,
-            (0, ttl) | (ttl, 0) => ttl,
-            (a, b) => a.min(b),
-        }
+        answer_ttl(self.zone, self.index, leaf, self.now)
     }
 
     fn priority(&self, leaf: &Leaf) -> u16 {
@@ -624,6 +619,17 @@ fn dedup(records: &mut Vec<Record>) {
     }
     let mut keep = keep.into_iter();
     records.retain(|_| keep.next().unwrap_or(true));
+}
+
+/// The TTL a leaf's answers carry at `now`: the lower of the record's `ttl` and its lease's
+/// time left, either alone when the other is absent, else the zone's `ttl`.
+pub fn answer_ttl(zone: &Zone, index: &ZoneIndex, leaf: &Leaf, now: Instant) -> u32 {
+    let lease = index.lease_remaining(leaf, now).unwrap_or(0);
+    match (lease, leaf.record.ttl) {
+        (0, 0) => zone.ttl,
+        (0, ttl) | (ttl, 0) => ttl,
+        (a, b) => a.min(b),
+    }
 }
 
 #[cfg(test)]
