@@ -123,6 +123,11 @@ async fn zone_page(shared: Arc<Shared>, query: PageQuery) -> Response {
     let mut rows = Vec::new();
     let mut more = 0;
     index.visit(&mut |leaf| {
+        if needle.is_empty() && rows.len() == limit {
+            // Unfiltered: the rest is counted without walking it.
+            more = index.len().saturating_sub(limit);
+            return false;
+        }
         let name = leaf.name.to_ascii();
         if needle.is_empty() || name.to_ascii_lowercase().contains(&needle) {
             if rows.len() < limit {
