@@ -216,6 +216,17 @@ impl Config {
                         .as_ref()
                         .map(|dir| dir.join(POSITIONS_FILE_NAME))
                 }),
+            max_line: match var("LOGSPOUT_MAX_LINE_BYTES") {
+                None => crate::lines::MAX_LINE,
+                Some(text) => parse_size(&text)
+                    .filter(|n| crate::lines::MAX_LINE_RANGE.contains(n))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "LOGSPOUT_MAX_LINE_BYTES",
+                        value: text.clone(),
+                        reason: "expected a size in bytes from 1KiB to 16MiB, e.g. 65536 or 1MiB"
+                            .into(),
+                    })?,
+            },
             ..PumpSettings::default()
         };
 
@@ -236,12 +247,15 @@ impl Config {
 
         let queue_bytes = match var("LOGSPOUT_QUEUE_SIZE") {
             None => DEFAULT_QUEUE_BYTES,
-            Some(text) => parse_size(&text).ok_or_else(|| ConfigError::Invalid {
-                name: "LOGSPOUT_QUEUE_SIZE",
-                value: text.clone(),
-                reason: "expected a size in bytes, e.g. 4194304, 512KiB or 4MiB (at least 64KiB)"
-                    .into(),
-            })?,
+            Some(text) => parse_size(&text)
+                .filter(|n| *n >= 64 * 1024)
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: "LOGSPOUT_QUEUE_SIZE",
+                    value: text.clone(),
+                    reason:
+                        "expected a size in bytes, e.g. 4194304, 512KiB or 4MiB (at least 64KiB)"
+                            .into(),
+                })?,
         };
         let flush_timeout = match var("LOGSPOUT_FLUSH_TIMEOUT") {
             None => DEFAULT_FLUSH_TIMEOUT,
@@ -422,7 +436,7 @@ fn parse_size(text: &str) -> Option<usize> {
         "G" | "GB" | "GiB" => 1024 * 1024 * 1024,
         _ => return None,
     };
-    number.checked_mul(scale).filter(|n| *n >= 64 * 1024)
+    number.checked_mul(scale)
 }
 
 #[cfg(test)]
@@ -495,6 +509,21 @@ mod tests {
                 &[("LOGSPOUT_QUEUE_SIZE", "12")],
                 None,
                 "invalid LOGSPOUT_QUEUE_SIZE",
+            ),
+            (
+                &[("LOGSPOUT_MAX_LINE_BYTES", "100")],
+                None,
+                "invalid LOGSPOUT_MAX_LINE_BYTES",
+            ),
+            (
+                &[("LOGSPOUT_MAX_LINE_BYTES", "17MiB")],
+                None,
+                "invalid LOGSPOUT_MAX_LINE_BYTES",
+            ),
+            (
+                &[("LOGSPOUT_MAX_LINE_BYTES", "lots")],
+                None,
+                "invalid LOGSPOUT_MAX_LINE_BYTES",
             ),
             (
                 &[("SYSLOG_TAG", "{{.Nope}}")],

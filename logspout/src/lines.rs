@@ -1,5 +1,6 @@
 //! Reassembles lines from the frames of a Docker log stream (`timestamps=1`): strips Docker's
-//! timestamp, joins 16 KiB partial chunks, and splits lines longer than the limit.
+//! timestamp, joins Docker's 16 KiB partial chunks into whole lines, and splits lines longer
+//! than `LOGSPOUT_MAX_LINE_BYTES`.
 
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -7,8 +8,12 @@ use chrono::{DateTime, Utc};
 use crate::message::Source;
 use crate::position::split_timestamp;
 
-/// Longest line shipped as one message; longer lines become several messages.
+/// Default of `LOGSPOUT_MAX_LINE_BYTES`: the longest line shipped as one message; longer
+/// lines become several messages.
 pub const MAX_LINE: usize = 64 * 1024;
+/// Smallest and largest `LOGSPOUT_MAX_LINE_BYTES` accepted (a container's partial line is
+/// held in memory up to this size per stream).
+pub const MAX_LINE_RANGE: std::ops::RangeInclusive<usize> = 1024..=16 * 1024 * 1024;
 
 /// Largest UDP payload over IPv4 (65,535 − 20 bytes of IP header − 8 of UDP header; IPv6
 /// allows 20 more). A UDP route sends a message that renders larger than this as several
@@ -27,10 +32,19 @@ pub struct Line {
 }
 
 /// Per-attach line assembly state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LineAssembler {
     partial: [BytesMut; 2],
     last_time: Option<DateTime<Utc>>,
+    max_line: usize,
+    /// Pieces shipped because a line was longer than `max_line` (one per cut).
+    splits: u64,
+}
+
+impl Default for LineAssembler {
+    fn default() -> Self {
+        Self::new(MAX_LINE)
+    }
 }
 
 fn slot(source: Source) -> usize {
@@ -41,6 +55,21 @@ fn slot(source: Source) -> usize {
 }
 
 impl LineAssembler {
+    /// An assembler that ships lines of up to `max_line` bytes whole.
+    pub fn new(max_line: usize) -> Self {
+        Self {
+            partial: [BytesMut::new(), BytesMut::new()],
+            last_time: None,
+            max_line: max_line.max(1),
+            splits: 0,
+        }
+    }
+
+    /// The cuts made in over-long lines since the last call (for `logspout_lines_split_total`).
+    pub fn take_splits(&mut self) -> u64 {
+        std::mem::take(&mut self.splits)
+    }
+
     /// Feeds one frame of `source`; complete lines are appended to `out`.
     pub fn push(&mut self, source: Source, frame: Bytes, out: &mut Vec<Line>) {
         let (time, payload, stamped) = match split_timestamp(&frame) {
@@ -56,7 +85,8 @@ impl LineAssembler {
         } else {
             payload
         };
-        if partial.is_empty() && complete && body.len() <= MAX_LINE {
+        let max = self.max_line;
+        if partial.is_empty() && complete && body.len() <= max {
             out.push(Line {
                 source,
                 time,
@@ -66,8 +96,9 @@ impl LineAssembler {
             return;
         }
         partial.extend_from_slice(&body);
-        while partial.len() > MAX_LINE || (partial.len() == MAX_LINE && !complete) {
-            let piece = partial.split_to(MAX_LINE).freeze();
+        while partial.len() > max || (partial.len() == max && !complete) {
+            let piece = partial.split_to(max).freeze();
+            self.splits += 1;
             out.push(Line {
                 source,
                 time,
@@ -106,6 +137,38 @@ impl LineAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_pieces_are_joined_up_to_the_maximum_and_cuts_are_counted() {
+        let piece = |n: usize, end: bool| {
+            let mut frame = b"2024-05-01T10:00:00.1Z ".to_vec();
+            frame.extend(std::iter::repeat_n(b'x', n));
+            if end {
+                frame.push(b'\n');
+            }
+            frame
+        };
+        // 100,000 bytes as Docker hands them over: six 16 KiB pieces and the rest.
+        let frames: Vec<Vec<u8>> = (0..6)
+            .map(|_| piece(16 * 1024, false))
+            .chain([piece(100_000 - 6 * 16 * 1024, true)])
+            .collect();
+        for (max, sizes, cuts) in [
+            (1024 * 1024, vec![100_000], 0),
+            (MAX_LINE, vec![65_536, 34_464], 1),
+            (40_000, vec![40_000, 40_000, 20_000], 2),
+        ] {
+            let mut a = LineAssembler::new(max);
+            let mut out = Vec::new();
+            for frame in &frames {
+                a.push(Source::Stdout, Bytes::from(frame.clone()), &mut out);
+            }
+            let got: Vec<usize> = out.iter().map(|l| l.data.len()).collect();
+            assert_eq!(got, sizes, "max {max}");
+            assert_eq!(a.take_splits(), cuts, "max {max}");
+            assert_eq!(a.take_splits(), 0);
+        }
+    }
 
     fn feed(assembler: &mut LineAssembler, source: Source, frame: &[u8]) -> Vec<Line> {
         let mut out = Vec::new();

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// Lines read from Docker, all containers.
     pub lines_read: IntCounter,
+    /// Cuts made in lines longer than `LOGSPOUT_MAX_LINE_BYTES` (each cut adds a message).
+    pub lines_split: IntCounter,
     /// Lines accepted into a route's queue, by route ID.
     pub lines_queued: IntCounterVec,
     /// Lines written to a route's destination, by route ID.
@@ -40,6 +42,10 @@ impl Metrics {
         let lines_read = IntCounter::new(
             "logspout_lines_read_total",
             "Log lines read from Docker (all containers)",
+        )?;
+        let lines_split = IntCounter::new(
+            "logspout_lines_split_total",
+            "Cuts made in lines longer than LOGSPOUT_MAX_LINE_BYTES (each cut ships one more message)",
         )?;
         let per_route =
             |name: &str, help: &str| IntCounterVec::new(Opts::new(name, help), &["route"]);
@@ -106,6 +112,7 @@ impl Metrics {
         registry.register(Box::new(multiline_capped.clone()))?;
         registry.register(Box::new(udp_oversize.clone()))?;
         registry.register(Box::new(lines_read.clone()))?;
+        registry.register(Box::new(lines_split.clone()))?;
         registry.register(Box::new(lines_queued.clone()))?;
         registry.register(Box::new(lines_sent.clone()))?;
         registry.register(Box::new(lines_dropped.clone()))?;
@@ -116,6 +123,7 @@ impl Metrics {
         Ok(Self {
             registry,
             lines_read,
+            lines_split,
             lines_queued,
             lines_sent,
             lines_dropped,

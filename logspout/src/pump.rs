@@ -45,6 +45,9 @@ pub struct PumpSettings {
     pub backoff: Backoff,
     /// Where resume points are kept across restarts of logspout (`None`: in memory only).
     pub positions_file: Option<PathBuf>,
+    /// `LOGSPOUT_MAX_LINE_BYTES`: Docker's 16 KiB pieces are joined into lines of up to this
+    /// size; longer lines are cut into messages of this size (counted).
+    pub max_line: usize,
 }
 
 /// How often resume points are written to the positions file.
@@ -60,6 +63,7 @@ impl Default for PumpSettings {
             exclusions: Exclusions::default(),
             inactivity_timeout: None,
             positions_file: None,
+            max_line: crate::lines::MAX_LINE,
             backoff: Backoff {
                 min_delay: Duration::from_millis(100),
                 max_delay: Duration::from_secs(5),
@@ -491,7 +495,7 @@ impl Pump {
     ) -> StreamEnd {
         let mut stream = std::pin::pin!(stream);
         let mut filter = position.filter();
-        let mut assembler = LineAssembler::default();
+        let mut assembler = LineAssembler::new(self.settings.max_line);
         let mut lines = Vec::new();
         let mut shipped = false;
         let mut last_stamped: [Option<(DateTime<Utc>, bytes::Bytes)>; 2] = [None, None];
@@ -531,6 +535,10 @@ impl Pump {
                 },
             };
             assembler.push(source, frame, &mut lines);
+            let splits = assembler.take_splits();
+            if splits > 0 {
+                self.routes.metrics().lines_split.inc_by(splits);
+            }
             for line in lines.drain(..) {
                 // Docker 20.10's json-file follower sometimes reads a stretch of the file twice
                 // under heavy writing: a stamped line equal to the last one, with the same

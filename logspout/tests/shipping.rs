@@ -262,7 +262,7 @@ async fn long_lines_are_split_and_bad_bytes_arrive_as_docker_stores_them() {
     let receiver = SyslogReceiver::start().await;
     let name = unique("ls-long");
     let routes = format!("tcp://127.0.0.1:{}?filter.name={name}", receiver.port());
-    let _logspout = Logspout::start(Some(&routes), &[]).await;
+    let logspout = Logspout::start(Some(&routes), &[]).await;
     // 100,000 bytes in one line (Docker hands it over in 16 KiB pieces), then a bad byte.
     let script =
         "head -c 100000 /dev/zero | tr '\\0' x; echo; printf 'bad \\377 byte\\n'; sleep 30";
@@ -273,6 +273,32 @@ async fn long_lines_are_split_and_bad_bytes_arrive_as_docker_stores_them() {
     assert_eq!(got[1], vec![b'x'; 100_000 - 64 * 1024]);
     // json-file stores lines as JSON strings: Docker itself hands the bad byte over as U+FFFD.
     assert_eq!(got[2], "bad \u{fffd} byte".as_bytes());
+    // Process-wide (logspout reads every container on the host, other tests' too): at least
+    // this container's cut.
+    assert!(logspout.metric("logspout_lines_split_total").await >= 1.0);
+}
+
+/// Whole long lines: with `LOGSPOUT_MAX_LINE_BYTES` above the line's length, Docker's 16 KiB
+/// pieces arrive as one message again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines_arrive_whole_up_to_the_configured_maximum() {
+    let docker = TestDocker::connect().await;
+    let receiver = SyslogReceiver::start().await;
+    let name = unique("ls-whole");
+    let routes = format!("tcp://127.0.0.1:{}?filter.name={name}", receiver.port());
+    let env = [("LOGSPOUT_MAX_LINE_BYTES", "256KiB")];
+    let logspout = Logspout::start(Some(&routes), &env).await;
+    // 200,000 bytes, then 300,000 (cut once at 256 KiB), then a short line.
+    let script = "head -c 200000 /dev/zero | tr '\\0' y; echo; \
+                  head -c 300000 /dev/zero | tr '\\0' z; echo; echo end; sleep 30";
+    let _c = docker.run(ContainerSpec::shell(script).name(&name)).await;
+    receiver.wait_for_count(4, WAIT).await;
+    let got: Vec<Vec<u8>> = receiver.messages().iter().map(|m| m.raw.clone()).collect();
+    assert_eq!(got[0], vec![b'y'; 200_000]);
+    assert_eq!(got[1], vec![b'z'; 256 * 1024]);
+    assert_eq!(got[2], vec![b'z'; 300_000 - 256 * 1024]);
+    assert_eq!(got[3], b"end");
+    assert!(logspout.metric("logspout_lines_split_total").await >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
