@@ -4,76 +4,19 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-
-use common::{EtcdSettings, EtcdTls};
-use harness::process::{free_tcp_port, spawn_tied};
-use harness::tls::{DockerTlsFront, make_certificates};
-use harness::{ContainerSpec, EtcdServer, TestDocker, wait_until};
-use support::{Registrator, WAIT, wait_key};
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use harness::tls::DockerTlsFront;
+use harness::{ContainerSpec, EtcdServer, TestDocker};
+use support::{Registrator, wait_key};
 
 #[tokio::test]
 async fn records_are_written_over_tls_with_a_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    make_certificates(dir.path());
-    let file = |name: &str| dir.path().join(name);
-    let (client_port, peer_port) = (free_tcp_port(), free_tcp_port());
-    let client_url = format!("https://127.0.0.1:{client_port}");
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let mut etcd = Command::new(harness::etcd::etcd_binary());
-    etcd.args(["--name", "tls", "--data-dir"])
-        .arg(file("data"))
-        .args([
-            "--listen-client-urls",
-            &client_url,
-            "--advertise-client-urls",
-            &client_url,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ])
-        .args(["--initial-cluster", &format!("tls={peer_url}")])
-        .arg("--cert-file")
-        .arg(file("server.pem"))
-        .arg("--key-file")
-        .arg(file("server.key"))
-        .arg("--trusted-ca-file")
-        .arg(file("ca.pem"))
-        .arg("--client-cert-auth")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let _etcd = KillOnDrop(spawn_tied(etcd).expect("start etcd"));
-
-    let tls = EtcdTls {
-        ca: Some(file("ca.pem")),
-        cert: Some(file("client.pem")),
-        key: Some(file("client.key")),
-    };
-    let settings = EtcdSettings::new(&format!("127.0.0.1:{client_port}"))
-        .unwrap()
-        .with_tls(tls)
-        .unwrap();
-    let mut client = wait_until("etcd over TLS", WAIT, || {
-        let settings = settings.clone();
-        async move { settings.connect().await.ok() }
-    })
-    .await;
-
+    // etcd serves clients only over TLS, and only those with a certificate from its CA.
+    let etcd = EtcdServer::start_tls().await;
+    let mut client = etcd.client().await;
+    let dir = etcd.tls_dir().unwrap();
+    let file = |name: &str| dir.join(name);
     let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
-    let registry = format!("skydns2://127.0.0.1:{client_port}/tls.example.local");
+    let registry = format!("skydns2://{}/tls.example.local", etcd.host_port());
     let _registrator = Registrator::start(&[
         "-etcd-cacert",
         ca.to_str().unwrap(),

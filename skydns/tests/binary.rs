@@ -1,15 +1,18 @@
 //! The real `skydns` binary: Go-style flags and environment as in the seed's unit, answers
-//! over UDP and TCP, a clean exit on SIGTERM, `-version`, and one clear line for bad flags.
+//! over UDP and TCP, a clean exit on SIGTERM, `-version`, one clear line for bad flags, etcd
+//! over TLS with a client certificate (and a wrong CA), and what `-verbose` logs.
 
 mod support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harness::process::{free_tcp_udp_port, spawn_tied, terminate};
+use harness::process::{RunningBinary, free_tcp_udp_port, spawn_tied, terminate};
+use harness::tls::make_certificates;
 use harness::{DnsClient, EtcdServer, FakeUpstream, wait_until};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::{WAIT, put_all, set, strings};
+use support::{WAIT, answered, put_all, rcode, set, strings};
 
 const BIN: &str = env!("CARGO_BIN_EXE_skydns");
 
@@ -213,4 +216,209 @@ async fn binary_authenticates_to_etcd_with_username_and_password_from_the_enviro
     })
     .await;
     assert!(status.success(), "exit status {status}");
+}
+
+const WEB: (&str, &str) = (
+    "/skydns/local/skydns/web/a",
+    r#"{"host":"10.0.0.7","port":80}"#,
+);
+
+/// A file of a certificate directory as a flag value.
+fn path_arg(dir: &std::path::Path, name: &str) -> String {
+    dir.join(name)
+        .to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 temporary path {}", dir.display()))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_reads_and_watches_etcd_over_tls_with_a_client_certificate() {
+    // etcd serves clients only over TLS and only with a certificate from its CA.
+    let etcd = EtcdServer::start_tls().await;
+    put_all(&etcd, &[WEB]).await;
+    let dir = etcd.tls_dir().unwrap();
+    let (ca, pem, key) = (
+        path_arg(dir, "ca.pem"),
+        path_arg(dir, "client.pem"),
+        path_arg(dir, "client.key"),
+    );
+    let upstream = FakeUpstream::start().await;
+    let addr = format!("127.0.0.1:{}", free_tcp_udp_port());
+    let skydns = RunningBinary::start(
+        "skydns",
+        &[
+            "-machines",
+            &etcd.endpoint(),
+            "-addr",
+            &addr,
+            "-nameservers",
+            &upstream.addr().to_string(),
+            "-ca-cert",
+            &ca,
+            "-tls-pem",
+            &pem,
+            "-tls-key",
+            &key,
+        ],
+        &[],
+    );
+    let client = DnsClient::new(addr.parse().unwrap());
+    let reply = answered(
+        &client,
+        "skydns over TLS to answer",
+        "web.skydns.local.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(
+        set(&reply.answers),
+        strings(&["web.skydns.local. 3600 IN A 10.0.0.7"])
+    );
+    // The watch runs over the same TLS connection: a later write is served.
+    let mut writer = etcd.client().await;
+    writer
+        .put("/skydns/local/skydns/web/b", r#"{"host":"10.0.0.8"}"#, None)
+        .await
+        .unwrap();
+    wait_until("the later write to be served over TLS", WAIT, || {
+        let client = client.clone();
+        async move {
+            client
+                .udp("web.skydns.local.", RecordType::A)
+                .await
+                .ok()
+                .filter(|r| r.answers.len() == 2)
+        }
+    })
+    .await;
+    let status = skydns.stop();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_etcd_ca_is_logged_and_retried_without_serving_or_crashing() {
+    let etcd = EtcdServer::start_tls().await;
+    put_all(&etcd, &[WEB]).await;
+    let dir = etcd.tls_dir().unwrap();
+    // A CA that did not sign etcd's certificate; the client certificate itself is good.
+    let other = tempfile::tempdir().unwrap();
+    make_certificates(other.path());
+    let (wrong_ca, pem, key) = (
+        path_arg(other.path(), "ca.pem"),
+        path_arg(dir, "client.pem"),
+        path_arg(dir, "client.key"),
+    );
+    let upstream = FakeUpstream::start().await;
+    let addr = format!("127.0.0.1:{}", free_tcp_udp_port());
+    let mut skydns = RunningBinary::start(
+        "skydns",
+        &[
+            "-machines",
+            &etcd.endpoint(),
+            "-addr",
+            &addr,
+            "-nameservers",
+            &upstream.addr().to_string(),
+            "-ca-cert",
+            &wrong_ca,
+            "-tls-pem",
+            &pem,
+            "-tls-key",
+            &key,
+        ],
+        &[],
+    );
+    let log = wait_until("the failed etcd connection to be logged", WAIT, || {
+        let log = skydns.log();
+        async move { log.contains("connect to etcd").then_some(log) }
+    })
+    .await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("connect to etcd"))
+        .unwrap_or_default();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("failed, will retry"), "{line}");
+    assert!(
+        line.contains(&etcd.endpoint()),
+        "names the endpoint: {line}"
+    );
+    assert!(
+        line.contains("invalid peer certificate"),
+        "says what is wrong: {line}"
+    );
+    // Still running, retrying; nothing is served before etcd has been read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    skydns.assert_running();
+    let quick = DnsClient::new(addr.parse().unwrap()).with_timeout(Duration::from_millis(300));
+    assert!(quick.udp("web.skydns.local.", RecordType::A).await.is_err());
+    assert!(!skydns.log().contains("ready for queries"));
+    let status = skydns.stop();
+    assert!(status.success(), "a stop while retrying is clean: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_each_query_and_the_default_logs_none() {
+    let etcd = EtcdServer::start().await;
+    put_all(&etcd, &[WEB]).await;
+    let upstream = FakeUpstream::start().await;
+    let (endpoint, forwarder) = (etcd.endpoint(), upstream.addr().to_string());
+    for verbose in [true, false] {
+        let addr = format!("127.0.0.1:{}", free_tcp_udp_port());
+        let mut args = vec![
+            "-machines",
+            &endpoint,
+            "-addr",
+            &addr,
+            "-nameservers",
+            &forwarder,
+        ];
+        if verbose {
+            args.push("-verbose");
+        }
+        // What is logged by default, whatever the test runner's RUST_LOG says.
+        let skydns = RunningBinary::start_without("skydns", &args, &[], &["RUST_LOG"]);
+        let client = DnsClient::new(addr.parse().unwrap());
+        answered(
+            &client,
+            "skydns to answer",
+            "web.skydns.local.",
+            RecordType::A,
+        )
+        .await;
+        // A query of its own (the case is kept in the log), answered NXDOMAIN.
+        let reply = client
+            .udp("Verbose-Probe.skydns.local.", RecordType::AAAA)
+            .await
+            .unwrap();
+        assert_eq!(rcode(&reply), ResponseCode::NXDomain);
+        let expected = "query name=Verbose-Probe.skydns.local. qtype=AAAA client=127.0.0.1:";
+        if verbose {
+            let log = wait_until("the query to be logged", WAIT, || {
+                let log = skydns.log();
+                async move { log.contains(expected).then_some(log) }
+            })
+            .await;
+            let line = log
+                .lines()
+                .find(|l| l.contains(expected))
+                .unwrap_or_default();
+            assert!(line.contains("INFO"), "{line}");
+            assert!(
+                log.contains("query name=web.skydns.local. qtype=A client=127.0.0.1:"),
+                "every query is logged:\n{log}"
+            );
+        } else {
+            // The reply is sent after the line would have been written; give it time anyway.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let log = skydns.log();
+            assert!(
+                log.contains("ready for queries"),
+                "the log is captured:\n{log}"
+            );
+            assert!(!log.contains("query name="), "no query logged:\n{log}");
+        }
+        let status = skydns.stop();
+        assert!(status.success(), "exit status {status}");
+    }
 }

@@ -1,9 +1,13 @@
 //! The spec's conformance cases (§6) as a table: fixture F in a real etcd, skydns started with
 //! `-domain skydns.test.`, each case a real UDP query and its expected rcode, flags and
 //! sections. Where this implementation deliberately differs from SkyDNS 2.5.3a (documented in
-//! the README), the table states our answer and says why.
+//! the README), the table states our answer and says why. Then details outside the table:
+//! SOA, PTR under `in-addr.arpa.` and `ip6.arpa.`, CHAOS, long TXT, `-local`, round robin.
 
 mod support;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RData, RecordType};
@@ -811,5 +815,170 @@ async fn local_dns_name_stands_for_the_local_flag() {
         .await
         .unwrap();
     assert_eq!(rcode(&reply), ResponseCode::NXDomain);
+    server.stop().await;
+}
+
+/// The 32 nibbles of an IPv6 address, most significant first.
+fn nibbles(ip: Ipv6Addr) -> Vec<String> {
+    ip.octets()
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0xf])
+        .map(|n| format!("{n:x}"))
+        .collect()
+}
+
+/// `<nibbles reversed>.ip6.arpa.`
+fn ip6_arpa(ip: Ipv6Addr) -> String {
+    let mut labels = nibbles(ip);
+    labels.reverse();
+    format!("{}.ip6.arpa.", labels.join("."))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip6_arpa_ptr_comes_from_keys_under_arpa_ip6_and_misses_are_forwarded() {
+    // §1 keys, §3.8: reverse answers come only from `/P/arpa/ip6/<nibbles>` leaves; an
+    // AAAA record does not make a PTR by itself.
+    let (named, unnamed): (Ipv6Addr, Ipv6Addr) = (
+        "2001:db8::1".parse().unwrap(),
+        "2001:db8::2".parse().unwrap(),
+    );
+    let ptr_key = format!("/skydns/arpa/ip6/{}", nibbles(named).join("/"));
+    let server = Running::start(
+        &[
+            ("/skydns/test/skydns/v6host", r#"{"host":"2001:db8::1"}"#),
+            ("/skydns/test/skydns/v6only", r#"{"host":"2001:db8::2"}"#),
+            (&ptr_key, r#"{"host":"v6host.skydns.test"}"#),
+        ],
+        &["-domain", "skydns.test."],
+    )
+    .await;
+    let client = &server.client;
+    let reply = client
+        .udp("v6host.skydns.test.", RecordType::AAAA)
+        .await
+        .unwrap();
+    assert_eq!(
+        set(&reply.answers),
+        strings(&["v6host.skydns.test. 3600 IN AAAA 2001:db8::1"])
+    );
+
+    let name = ip6_arpa(named);
+    let reply = client.udp(&name, RecordType::PTR).await.unwrap();
+    assert_eq!(rcode(&reply), ResponseCode::NoError);
+    assert_eq!(
+        set(&reply.answers),
+        strings(&[&format!("{name} 3600 IN PTR v6host.skydns.test.")])
+    );
+    // AA=1: a deliberate difference (the original clears AA on PTR answers; README).
+    assert!(reply.metadata.authoritative);
+    assert!(reply.authorities.is_empty() && reply.additionals.is_empty());
+    // The lookup ignores case; the owner is the question as sent.
+    let upper = name.to_ascii_uppercase();
+    let reply = client.udp(&upper, RecordType::PTR).await.unwrap();
+    assert_eq!(
+        set(&reply.answers),
+        strings(&[&format!("{upper} 3600 IN PTR v6host.skydns.test.")])
+    );
+    assert!(server.upstream.queries().is_empty(), "answered locally");
+
+    // Misses are forwarded and the upstream's reply (REFUSED here) relayed: the address of
+    // an AAAA record without a reverse key, and a directory (not a leaf) of the reverse tree.
+    let directory = "8.b.d.0.1.0.0.2.ip6.arpa.";
+    for miss in [ip6_arpa(unnamed).as_str(), directory] {
+        let reply = client.udp(miss, RecordType::PTR).await.unwrap();
+        assert_eq!(rcode(&reply), ResponseCode::Refused, "{miss}");
+        assert!(reply.answers.is_empty(), "{miss}");
+        assert!(
+            server
+                .upstream
+                .queries()
+                .iter()
+                .any(|(n, t, _)| n == miss && *t == RecordType::PTR),
+            "{miss} reached the upstream"
+        );
+    }
+    // Q9: the original answers any type under ip6.arpa. with the PTR; only PTR queries take
+    // the reverse path here, so an AAAA for that name is forwarded like any outside name.
+    let reply = client.udp(&name, RecordType::AAAA).await.unwrap();
+    assert_eq!(rcode(&reply), ResponseCode::Refused);
+    assert!(reply.answers.is_empty());
+    assert!(
+        server
+            .upstream
+            .queries()
+            .iter()
+            .any(|(n, t, _)| *n == name && *t == RecordType::AAAA)
+    );
+    server.stop().await;
+}
+
+/// The A addresses of a reply, in answer order.
+fn order(reply: &hickory_proto::op::Message) -> Vec<Ipv4Addr> {
+    harness::dns::a_addrs(reply)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_shuffles_address_answers_and_off_keeps_key_order() {
+    // §3.13. Written out of key order, so key order is not just the order of the writes.
+    let entries = [
+        (
+            "/skydns/test/skydns/rr/c",
+            r#"{"host":"10.12.0.3","port":3}"#,
+        ),
+        (
+            "/skydns/test/skydns/rr/a",
+            r#"{"host":"10.12.0.1","port":1}"#,
+        ),
+        (
+            "/skydns/test/skydns/rr/b",
+            r#"{"host":"10.12.0.2","port":2}"#,
+        ),
+    ];
+    let key_order: Vec<Ipv4Addr> = ["10.12.0.1", "10.12.0.2", "10.12.0.3"]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .collect();
+    let srv_ports = |reply: &hickory_proto::op::Message| -> Vec<u16> {
+        reply
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(srv) => Some(srv.port),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // On (the default): over 300 queries each address comes first about 100 times; the
+    // bound of 30 is loose enough never to fail by chance (p < 1e-20 per address).
+    let server = Running::start(&entries, &["-domain", "skydns.test."]).await;
+    let mut first: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+    for _ in 0..300 {
+        let reply = server.client.udp("rr.skydns.test.", A).await.unwrap();
+        let got = order(&reply);
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(sorted, key_order, "always all three");
+        *first.entry(got[0]).or_default() += 1;
+    }
+    assert_eq!(
+        first.len(),
+        3,
+        "each address comes first sometimes: {first:?}"
+    );
+    assert!(first.values().all(|&n| n >= 30), "{first:?}");
+    // SRV answers are never shuffled: key order (ports 1, 2, 3) every time.
+    for _ in 0..20 {
+        let reply = server.client.udp("rr.skydns.test.", SRV).await.unwrap();
+        assert_eq!(srv_ports(&reply), [1, 2, 3]);
+    }
+    server.stop().await;
+
+    // Off: the same order every time, the key order.
+    let server = Running::start(&entries, &["-domain", "skydns.test.", "-round-robin=false"]).await;
+    for _ in 0..50 {
+        let reply = server.client.udp("rr.skydns.test.", A).await.unwrap();
+        assert_eq!(order(&reply), key_order);
+    }
     server.stop().await;
 }

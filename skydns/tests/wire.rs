@@ -1,6 +1,7 @@
 //! Wire-level behaviour against the running server: UDP truncation at 512 bytes or the EDNS
 //! size, TCP, EDNS echo, malformed and garbage packets, forwarding to the fake upstream and its
-//! restrictions, metrics and /health.
+//! restrictions (which forwarder `-ns-rotate` picks, external targets under `-no-rec`),
+//! metrics and /health.
 
 #![allow(clippy::unwrap_used)]
 
@@ -300,6 +301,102 @@ async fn forwarding_restrictions_and_dead_upstreams() {
         assert!(server.upstream.queries().is_empty(), "{args:?}");
         server.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ns_rotate_picks_the_forwarder_by_query_id_and_off_always_the_first() {
+    // §3.18: the client's query goes to nameserver `id % n` with ns_rotate (the default),
+    // else always to the first.
+    let ids: Vec<u16> = (0..40u16)
+        .map(|i| i.wrapping_mul(1637).wrapping_add(5))
+        .collect();
+    for (flags, rotate) in [(&[][..], true), (&["-ns-rotate=false"][..], false)] {
+        let first = harness::FakeUpstream::start().await;
+        let second = harness::FakeUpstream::start().await;
+        for upstream in [&first, &second] {
+            upstream.add_a("www.example.org.", Ipv4Addr::new(192, 0, 2, 10), 300);
+        }
+        let nameservers = format!("{},{}", first.addr(), second.addr());
+        let mut args = vec!["-domain", "skydns.test.", "-nameservers", &nameservers];
+        args.extend_from_slice(flags);
+        let server = Running::start_with(harness::EtcdServer::start().await, first, &args).await;
+        for &id in &ids {
+            let mut query = harness::DnsClient::query_message("www.example.org.", RecordType::A);
+            query.metadata.id = id;
+            let reply = server.client.udp_message(&query).await.unwrap();
+            assert_eq!(rcode(&reply), ResponseCode::NoError, "id {id}");
+            assert_eq!(reply.answers.len(), 1, "id {id}");
+        }
+        let (to_first, to_second) = (server.upstream.query_ids(), second.query_ids());
+        if rotate {
+            let even: Vec<u16> = ids.iter().copied().filter(|id| id % 2 == 0).collect();
+            let odd: Vec<u16> = ids.iter().copied().filter(|id| id % 2 == 1).collect();
+            assert!(
+                even.len() >= 10 && odd.len() >= 10,
+                "both parities: {ids:?}"
+            );
+            assert_eq!(to_first, even, "{flags:?}: even IDs go to the first");
+            assert_eq!(to_second, odd, "{flags:?}: odd IDs go to the second");
+        } else {
+            assert_eq!(to_first, ids, "{flags:?}: everything goes to the first");
+            assert!(to_second.is_empty(), "{flags:?}: {to_second:?}");
+        }
+        server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_rec_still_resolves_external_targets_through_the_nameservers() {
+    // 84: -no-rec refuses to forward client queries, but external CNAME and SRV targets are
+    // still looked up at -nameservers: case 79 (and 80) give the same answer.
+    let server = Running::start(
+        &[
+            ("/skydns/test/skydns/ext", r#"{"host":"www.example.org"}"#),
+            (
+                "/skydns/test/skydns/srvext/a",
+                r#"{"host":"www.example.org","port":443}"#,
+            ),
+        ],
+        &["-domain", "skydns.test.", "-no-rec"],
+    )
+    .await;
+    let upstream = &server.upstream;
+    upstream.add_a("www.example.org.", Ipv4Addr::new(192, 0, 2, 10), 300);
+    upstream.add_record(Record::from_rdata(
+        Name::from_ascii("www.example.org.").unwrap(),
+        300,
+        RData::AAAA(AAAA("2001:db8::10".parse().unwrap())),
+    ));
+    let client = &server.client;
+
+    let reply = client.udp("ext.skydns.test.", RecordType::A).await.unwrap();
+    assert_eq!(rcode(&reply), ResponseCode::NoError);
+    assert_eq!(
+        set(&reply.answers),
+        strings(&[
+            "ext.skydns.test. 60 IN CNAME www.example.org.",
+            "www.example.org. 60 IN A 192.0.2.10"
+        ])
+    );
+    let reply = client
+        .udp("srvext.skydns.test.", RecordType::SRV)
+        .await
+        .unwrap();
+    assert_eq!(
+        set(&reply.additionals),
+        strings(&[
+            "www.example.org. 60 IN A 192.0.2.10",
+            "www.example.org. 60 IN AAAA 2001:db8::10"
+        ])
+    );
+    let lookups = upstream.queries().len();
+    assert!(lookups >= 3, "the targets were looked up: {lookups}");
+    // The same name asked directly is not forwarded: SERVFAIL without RA, upstream untouched.
+    let reply = client.udp("www.example.org.", RecordType::A).await.unwrap();
+    assert_eq!(rcode(&reply), ResponseCode::ServFail);
+    assert!(!reply.metadata.recursion_available);
+    assert_eq!(upstream.queries().len(), lookups);
+    server.stop().await;
 }
 
 /// `GET` on skydns's HTTP side: "<status> <body>", so a check can look at both at once.

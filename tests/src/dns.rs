@@ -139,6 +139,7 @@ struct UpstreamState {
     default_rcode: ResponseCode,
     truncate_udp: bool,
     seen: Vec<(String, RecordType, Transport)>,
+    seen_ids: Vec<u16>,
 }
 
 /// A DNS server on 127.0.0.1 (UDP and TCP, same port) that answers from a table and with
@@ -162,6 +163,7 @@ impl FakeUpstream {
             default_rcode: ResponseCode::Refused,
             truncate_udp: false,
             seen: Vec::new(),
+            seen_ids: Vec::new(),
         }));
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_udp(udp, state.clone()));
@@ -205,6 +207,11 @@ impl FakeUpstream {
     pub fn queries(&self) -> Vec<(String, RecordType, Transport)> {
         self.with_state(|s| s.seen.clone())
     }
+
+    /// The message ID of every query seen so far, in the order of [`queries`](Self::queries).
+    pub fn query_ids(&self) -> Vec<u16> {
+        self.with_state(|s| s.seen_ids.clone())
+    }
 }
 
 impl Drop for FakeUpstream {
@@ -232,6 +239,7 @@ fn answer(state: &Mutex<UpstreamState>, packet: &[u8], transport: Transport) -> 
     let question = query.queries.first()?;
     let key = (normalise(&question.name), question.query_type);
     state.seen.push((key.0.clone(), key.1, transport));
+    state.seen_ids.push(query.metadata.id);
     if transport == Transport::Udp && state.truncate_udp {
         reply.metadata.truncation = true;
     } else if let Some(records) = state.records.get(&key) {

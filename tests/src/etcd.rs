@@ -1,16 +1,18 @@
 //! A real etcd (Debian's `etcd-server`) on free loopback ports with a temporary data directory:
-//! one member, or a cluster of several that a test can stop and restart member by member.
+//! one member, or a cluster of several that a test can stop and restart member by member; a
+//! single member can also serve clients only over TLS with client certificates.
 
 use std::fs::File;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::EtcdSettings;
+use common::{EtcdSettings, EtcdTls};
 use etcd_client::Client;
 use tempfile::TempDir;
 
 use crate::process::{free_tcp_port, spawn_tied};
+use crate::tls::make_certificates;
 
 /// The etcd binary; `HARNESS_ETCD` overrides it.
 pub fn etcd_binary() -> String {
@@ -26,12 +28,15 @@ struct Member {
     peer_port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// Certificates from [`make_certificates`]: clients only over TLS, with a certificate.
+    tls: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl Member {
     fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     fn peer_url(&self) -> String {
@@ -59,10 +64,18 @@ impl Member {
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", token])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
-            .args(["--logger", "zap", "--log-outputs", "stderr"])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+            .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        if let Some(dir) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(dir.join("server.pem"))
+                .arg("--key-file")
+                .arg(dir.join("server.key"))
+                .arg("--trusted-ca-file")
+                .arg(dir.join("ca.pem"))
+                .arg("--client-cert-auth");
+        }
+        command.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let child = spawn_tied(command).unwrap_or_else(|e| {
             panic!(
                 "cannot start {} (install Debian's etcd-server: tests/setup.sh): {e}",
@@ -99,6 +112,7 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    tls: Option<PathBuf>,
     _dir: TempDir,
 }
 
@@ -106,10 +120,14 @@ impl EtcdCluster {
     /// Starts `size` members and waits until the cluster serves linearizable reads.
     pub async fn start(size: usize) -> Self {
         assert!(size > 0, "an etcd cluster needs at least one member");
+        Self::start_with(size, false).await
+    }
+
+    async fn start_with(size: usize, tls: bool) -> Self {
         let mut last_error = String::new();
         // A port picked as free can be taken by another test before etcd binds it: retry.
         for _ in 0..3 {
-            let mut cluster = Self::spawn(size);
+            let mut cluster = Self::spawn(size, tls);
             match cluster.wait_ready().await {
                 Ok(()) => return cluster,
                 Err(err) => last_error = err,
@@ -118,11 +136,17 @@ impl EtcdCluster {
         panic!("etcd did not start: {last_error}");
     }
 
-    fn spawn(size: usize) -> Self {
+    fn spawn(size: usize, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("harness-etcd-")
             .tempdir()
             .expect("create a temporary directory for etcd");
+        let tls = tls.then(|| {
+            let certs = dir.path().join("tls");
+            std::fs::create_dir(&certs).expect("create the certificate directory");
+            make_certificates(&certs);
+            certs
+        });
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -130,6 +154,7 @@ impl EtcdCluster {
                 peer_port: free_tcp_port(),
                 data_dir: dir.path().join(format!("m{i}.etcd")),
                 log_path: dir.path().join(format!("m{i}.log")),
+                tls: tls.clone(),
                 child: None,
             })
             .collect();
@@ -143,6 +168,7 @@ impl EtcdCluster {
             members,
             initial_cluster,
             token,
+            tls,
             _dir: dir,
         };
         for i in 0..size {
@@ -189,9 +215,7 @@ impl EtcdCluster {
     }
 
     async fn member_answers(&self, index: usize) -> bool {
-        let Ok(mut settings) = EtcdSettings::new(&self.members[index].client_url()) else {
-            return false;
-        };
+        let mut settings = self.settings_for(&self.members[index].client_url());
         settings.connect_timeout = Duration::from_secs(1);
         settings.request_timeout = Duration::from_secs(2);
         match settings.connect().await {
@@ -220,9 +244,19 @@ impl EtcdCluster {
         self.members[index].client_url()
     }
 
-    /// Connection settings for the whole cluster.
+    /// Connection settings for the whole cluster (with the client certificate under TLS).
     pub fn settings(&self) -> EtcdSettings {
-        EtcdSettings::new(&self.endpoints()).expect("harness endpoints are valid")
+        self.settings_for(&self.endpoints())
+    }
+
+    fn settings_for(&self, endpoints: &str) -> EtcdSettings {
+        let settings = EtcdSettings::new(endpoints).expect("harness endpoints are valid");
+        match &self.tls {
+            None => settings,
+            Some(dir) => settings
+                .with_tls(client_tls(dir))
+                .expect("the harness TLS files are complete"),
+        }
     }
 
     /// A connected client for the whole cluster.
@@ -235,8 +269,7 @@ impl EtcdCluster {
 
     /// A connected client for one member only.
     pub async fn member_client(&self, index: usize) -> Client {
-        EtcdSettings::new(&self.member_endpoint(index))
-            .expect("harness endpoint is valid")
+        self.settings_for(&self.member_endpoint(index))
             .connect()
             .await
             .unwrap_or_else(|e| panic!("connect to etcd member {index}: {e}"))
@@ -317,9 +350,7 @@ impl EtcdCluster {
             if self.members[index].child.is_none() {
                 continue;
             }
-            let Ok(mut settings) = EtcdSettings::new(&self.members[index].client_url()) else {
-                continue;
-            };
+            let mut settings = self.settings_for(&self.members[index].client_url());
             settings.connect_timeout = Duration::from_secs(1);
             settings.request_timeout = Duration::from_secs(2);
             let Ok(mut client) = settings.connect().await else {
@@ -367,6 +398,22 @@ impl EtcdServer {
         }
     }
 
+    /// Starts one member that serves clients only over TLS (`https://` endpoint) and only
+    /// those presenting a certificate from its CA; the files are in
+    /// [`tls_dir`](Self::tls_dir). [`settings`](Self::settings) and
+    /// [`client`](Self::client) use them.
+    pub async fn start_tls() -> Self {
+        Self {
+            cluster: EtcdCluster::start_with(1, true).await,
+        }
+    }
+
+    /// The certificates of a [`start_tls`](Self::start_tls) server, as [`make_certificates`]
+    /// writes them (`ca.pem`, `server.pem`/`.key`, `client.pem`/`.key`); `None` without TLS.
+    pub fn tls_dir(&self) -> Option<&Path> {
+        self.cluster.tls.as_deref()
+    }
+
     /// Its client URL, e.g. `http://127.0.0.1:41234`.
     pub fn endpoint(&self) -> String {
         self.cluster.member_endpoint(0)
@@ -405,6 +452,15 @@ impl EtcdServer {
     /// Resumes it after [`pause`](Self::pause).
     pub fn resume(&self) {
         self.cluster.resume_member(0);
+    }
+}
+
+/// The client files in a certificate directory from [`make_certificates`].
+pub fn client_tls(dir: &Path) -> EtcdTls {
+    EtcdTls {
+        ca: Some(dir.join("ca.pem")),
+        cert: Some(dir.join("client.pem")),
+        key: Some(dir.join("client.key")),
     }
 }
 

@@ -136,8 +136,17 @@ pub struct RunningBinary {
 impl RunningBinary {
     /// Starts [`workspace_binary`]`(name)` with `args` and extra environment variables.
     pub fn start(name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_without(name, args, env, &[])
+    }
+
+    /// As [`start`](Self::start), with the variables in `remove` taken out of the inherited
+    /// environment (say `RUST_LOG`, when a test looks at what is logged by default).
+    pub fn start_without(name: &str, args: &[&str], env: &[(&str, &str)], remove: &[&str]) -> Self {
         let log = tempfile::NamedTempFile::new().expect("create a log file");
         let mut command = Command::new(workspace_binary(name));
+        for variable in remove {
+            command.env_remove(variable);
+        }
         command
             .args(args)
             .envs(env.iter().copied())
@@ -162,6 +171,25 @@ impl RunningBinary {
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("{} exited early with {status}:\n{}", self.name, self.log());
+        }
+    }
+
+    /// Sends SIGTERM and waits up to 10 s for the exit; panics (showing the log) if the
+    /// process is still running then.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = terminate(&self.child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not exit within 10 s of SIGTERM:\n{}",
+                self.name,
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
 }

@@ -176,3 +176,20 @@ pub fn is_negative_soa(reply: &Message, zone: &str, min_ttl: u32) -> bool {
 pub fn rcode(reply: &Message) -> ResponseCode {
     reply.metadata.response_code
 }
+
+/// Polls `name`/`qtype` over UDP at `client` until a reply has answers (a server that is
+/// still starting, or records that are still arriving).
+pub async fn answered(client: &DnsClient, what: &str, name: &str, qtype: RecordType) -> Message {
+    wait_until(what, WAIT, || {
+        let client = client.clone();
+        let name = name.to_owned();
+        async move {
+            client
+                .udp(&name, qtype)
+                .await
+                .ok()
+                .filter(|r| !r.answers.is_empty())
+        }
+    })
+    .await
+}
