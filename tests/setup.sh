@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts everything the tests and the demo need, idempotently:
-# Debian packages (etcd, busybox, protoc with its well-known .proto files, dig, openssl for test certificates), a running Docker
+# Debian packages (etcd, busybox, protoc with its well-known .proto files, dig, openssl for test certificates,
+# systemd for systemd-socket-activate, which runs skydns -systemd in its tests), a running Docker
 # daemon, and the test image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(etcd-server etcd-client busybox-static protobuf-compiler libprotobuf-dev dnsutils openssl)
+packages=(etcd-server etcd-client busybox-static protobuf-compiler libprotobuf-dev dnsutils openssl systemd)
 command -v docker >/dev/null 2>&1 || packages+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 missing=()

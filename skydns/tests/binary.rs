@@ -428,3 +428,45 @@ fn systemd_without_sockets_is_one_error_line_and_a_failed_exit() {
         );
     }
 }
+
+/// The README's `.socket` and `.service` pair is what systemd accepts (`systemd-analyze
+/// verify`, with the built binary as `ExecStart`), and hands skydns UDP and TCP on one port.
+#[test]
+fn the_readme_socket_activation_units_pass_systemd_analyze_verify() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut units = Vec::new();
+    for block in readme.split("```ini\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        let name = text.lines().next().unwrap().trim_start_matches("# ").trim();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text.replace("/usr/local/bin/skydns", BIN)).unwrap();
+        units.push((name.to_owned(), text.to_owned(), path));
+    }
+    let names: Vec<&str> = units.iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(names, ["skydns.socket", "skydns.service"]);
+    let socket = &units[0].1;
+    assert!(
+        socket.contains("ListenDatagram=10.0.0.5:53\nListenStream=10.0.0.5:53\n"),
+        "{socket}"
+    );
+    let service = &units[1].1;
+    assert!(service.contains("Type=notify\n"), "{service}");
+    assert!(
+        service.contains("ExecStart=/usr/local/bin/skydns -systemd\n"),
+        "{service}"
+    );
+
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units.iter().map(|(_, _, path)| path))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
