@@ -38,8 +38,6 @@ pub enum ConfigError {
     ForwardAllow { value: String },
     #[error("failed to unmarshal config: {0}")]
     Json(String),
-    #[error("{0} is not supported by this implementation")]
-    Unsupported(&'static str),
     #[error("rtimeout {value:?} is not a Go duration such as 2s or 500ms")]
     Duration { value: String },
     #[error("{flag} {value:?} must be a whole number from 1 to {max}")]
@@ -156,9 +154,11 @@ pub struct Flags {
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub verbose: bool,
-    /// systemd socket activation (not supported: refused when set).
+    /// Serve the UDP and TCP sockets systemd hands over (socket activation) instead of
+    /// binding -addr. Takes `1`/`0`, `t`/`f` and `yes`/`no` too (see [`parse_env_bool`]).
     #[arg(long, env = "SKYDNS_SYSTEMD", default_value_t = false, action = clap::ArgAction::Set,
-          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = parse_env_bool)]
     pub systemd: bool,
     /// Print the version and exit.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
@@ -267,6 +267,9 @@ pub struct Settings {
     pub dnssec: String,
     /// DNSSEC signature cache capacity.
     pub scache: usize,
+    /// Serve the sockets systemd handed over instead of binding `dns_addr` (`-systemd`, or
+    /// `"systemd": true` in the etcd document, as in the original).
+    pub systemd: bool,
 }
 
 /// Everything `run` needs: how to reach etcd, and the flag/env settings that the etcd document
@@ -295,9 +298,6 @@ pub struct Config {
 impl Flags {
     /// Validates the flags and turns them into a configuration.
     pub fn into_config(self) -> Result<Config, ConfigError> {
-        if self.systemd {
-            return Err(ConfigError::Unsupported("-systemd (socket activation)"));
-        }
         parse_socket_addr(&self.addr).ok_or_else(|| ConfigError::Addr {
             value: self.addr.clone(),
         })?;
@@ -368,6 +368,7 @@ impl Flags {
                 ndots: usize::try_from(self.ndots).unwrap_or(0),
                 dnssec: self.dnssec,
                 scache: usize::try_from(self.scache).unwrap_or(0),
+                systemd: self.systemd,
             },
             forward_allow: parse_networks(&self.forward_allow)?,
             verbose: self.verbose,
@@ -381,6 +382,17 @@ impl Flags {
             resolv_conf: Some(PathBuf::from("/etc/resolv.conf")),
             limits,
         })
+    }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads one (`1`, `t`, `true`, `0`, `f`, `false`, any
+/// case), plus `yes`/`no`/`on`/`off`; empty is false, as the original takes an empty variable
+/// for an unset one. So `SKYDNS_SYSTEMD=1` in a unit works as it does for the original.
+pub fn parse_env_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" | "0" | "f" | "false" | "n" | "no" | "off" => Ok(false),
+        "1" | "t" | "true" | "y" | "yes" | "on" => Ok(true),
+        _ => Err("not a boolean (true or false, 1 or 0)".to_owned()),
     }
 }
 
@@ -526,7 +538,8 @@ impl Settings {
                     let ndots = value.as_i64().ok_or_else(|| wrong("a number"))?;
                     self.ndots = usize::try_from(ndots).unwrap_or(0);
                 }
-                "systemd" | "etcd3" | "version" => {
+                "systemd" => self.systemd = boolean(&value).ok_or_else(|| wrong("a bool"))?,
+                "etcd3" | "version" => {
                     boolean(&value).ok_or_else(|| wrong("a bool"))?;
                 }
                 // As the original: spaces are turned back into `+` (a `+` in a key basename
@@ -823,7 +836,6 @@ mod tests {
             (&["-nameservers", "8.8.8.8"], "nameserver is invalid"),
             (&["-nameservers", "dns.example:53"], "nameserver is invalid"),
             (&["-rtimeout", "2"], "rtimeout"),
-            (&["-systemd"], "not supported"),
             (&["-forward-allow", "10.0.0.0/33"], "forward-allow"),
             (&["-path-prefix", "/"], "path prefix"),
         ];
@@ -831,6 +843,81 @@ mod tests {
             let err = flags(args).into_config().unwrap_err().to_string();
             assert!(err.contains(message), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn systemd_comes_from_the_flag_the_environment_or_the_etcd_document() {
+        let off = flags(&[]).into_config().unwrap().settings;
+        assert!(!off.systemd);
+        let on = flags(&["-systemd"]).into_config().unwrap().settings;
+        assert!(on.systemd);
+        for (value, expected) in [
+            ("false", false),
+            ("0", false),
+            ("", false),
+            ("1", true),
+            ("t", true),
+            ("TRUE", true),
+        ] {
+            let args = [format!("-systemd={value}")];
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let settings = flags(&args).into_config().unwrap().settings;
+            assert_eq!(settings.systemd, expected, "{value}");
+        }
+        // -addr is still checked (as the original checks it), though -systemd does not use it.
+        let err = flags(&["-systemd", "-addr", ":53"])
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("addr is invalid"), "{err}");
+        // The document turns it on or off over the flag, as Go's json.Unmarshal does.
+        let mut settings = off.clone();
+        settings.apply_etcd_json(br#"{"SystemD":true}"#).unwrap();
+        assert!(settings.systemd);
+        let mut settings = on.clone();
+        settings.apply_etcd_json(br#"{"systemd":false}"#).unwrap();
+        assert!(!settings.systemd);
+        let mut settings = on.clone();
+        settings
+            .apply_etcd_json(br#"{"domain":"x.local."}"#)
+            .unwrap();
+        assert!(settings.systemd, "absent key keeps the flag");
+        let err = off
+            .clone()
+            .apply_etcd_json(br#"{"systemd":"yes"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("systemd: expected a bool"), "{err}");
+    }
+
+    #[test]
+    fn env_bools_read_as_go_reads_them() {
+        for text in ["1", "t", "T", "true", "True", "TRUE", "yes", "on"] {
+            assert_eq!(parse_env_bool(text), Ok(true), "{text}");
+        }
+        for text in ["0", "f", "F", "false", "False", "FALSE", "no", "off", ""] {
+            assert_eq!(parse_env_bool(text), Ok(false), "{text}");
+        }
+        for text in ["2", "yess", "enabled"] {
+            assert!(parse_env_bool(text).is_err(), "{text}");
+        }
+        let err = Flags::try_parse_from(["skydns", "--systemd=maybe"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a boolean"), "{err}");
+    }
+
+    #[test]
+    fn systemd_reads_skydns_systemd() {
+        let command = <Flags as clap::CommandFactory>::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_id() == "systemd")
+            .unwrap();
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("SKYDNS_SYSTEMD")
+        );
     }
 
     #[test]

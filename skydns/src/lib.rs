@@ -3,7 +3,9 @@
 //!
 //! `run` reads the `/skydns/config` document, loads the index, then serves DNS on UDP and TCP
 //! (and, if configured, `/metrics` and `/health` over HTTP) until the shutdown token fires.
+//! The sockets are bound on `-addr`, or with `-systemd` handed over by systemd (`run_with`).
 
+pub mod activation;
 pub mod config;
 pub mod dnssec;
 pub mod handler;
@@ -16,6 +18,7 @@ pub mod tcp;
 pub mod upstream;
 pub mod watcher;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use etcd_client::Client;
@@ -24,6 +27,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
+use activation::ActivationError;
+pub use activation::Handover;
 pub use config::{Config, Flags};
 use config::{ConfigError, Settings};
 use handler::DnsHandler;
@@ -49,14 +54,37 @@ pub enum RunError {
         source: std::io::Error,
     },
     #[error(transparent)]
+    Activation(#[from] ActivationError),
+    #[error("cannot serve the {transport} socket systemd handed over: {source}")]
+    HandedOver {
+        transport: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
     Http(#[from] common::http::HttpError),
     #[error("DNS server failed: {0}")]
     Server(String),
 }
 
 /// Runs skydns until `shutdown` is cancelled. etcd being unreachable is retried with backoff
-/// (nothing is served until the configuration and the index have been read once).
+/// (nothing is served until the configuration and the index have been read once). No socket is
+/// taken from systemd: with `systemd` set this fails; the binary uses [`run_with`].
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    run_with(config, Handover::none(), shutdown).await
+}
+
+/// [`run`], serving the sockets of `handover` instead of binding `dns_addr` when `systemd` is
+/// set by the flags or by the etcd document. With the flag and nothing handed over it fails
+/// before reaching for etcd; when the document is what sets it, once the document is read.
+pub async fn run_with(
+    config: Config,
+    handover: Handover,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    if config.settings.systemd {
+        handover.check()?;
+    }
     let Some(mut client) = connect(&config, &shutdown).await else {
         return Ok(());
     };
@@ -105,35 +133,30 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     };
 
     let listen = shared.zone.listen;
-    let udp_sockets = bind_udp(listen).map_err(|source| RunError::Listen {
-        addr: listen,
-        transport: "udp",
-        source,
-    })?;
-    let tcp = TcpListener::bind(listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: listen,
-            transport: "tcp",
-            source,
-        })?;
+    let (udp_sockets, tcp_listeners, addresses) = if settings.systemd {
+        activated(handover, listen)?
+    } else {
+        drop(handover);
+        bound(listen).await?
+    };
     let handler = DnsHandler::new(shared.clone());
     let mut server = Server::new(handler.clone());
     for udp in udp_sockets {
         server.register_socket(udp);
     }
-    // TCP is served by our own accept loop: hickory's bounds neither connections nor, per
-    // connection, the time to send a query.
-    let tcp_server = TcpServer {
-        handler,
-        max_connections: config.limits.tcp_max_connections,
-        idle_timeout: config.limits.tcp_idle_timeout,
-        refused: shared.metrics.tcp_refused.clone(),
-        open: shared.metrics.tcp_connections.clone(),
-    };
-
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(tcp_server.serve(tcp, shutdown.child_token()));
+    // TCP is served by our own accept loop: hickory's bounds neither connections nor, per
+    // connection, the time to send a query. (`-tcp-max-connections` applies to each listener.)
+    for tcp in tcp_listeners {
+        let tcp_server = TcpServer {
+            handler: handler.clone(),
+            max_connections: config.limits.tcp_max_connections,
+            idle_timeout: config.limits.tcp_idle_timeout,
+            refused: shared.metrics.tcp_refused.clone(),
+            open: shared.metrics.tcp_connections.clone(),
+        };
+        tasks.spawn(tcp_server.serve(tcp, shutdown.child_token()));
+    }
     tasks.spawn(watcher.run(revision, shutdown.child_token()));
     if let Some(addr) = config.metrics_addr {
         let (listener, bound) = common::http::bind(addr).await?;
@@ -148,13 +171,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     }
     tracing::info!(
         domain = %shared.zone.domain,
-        addr = %listen,
-        "ready for queries on {} for tcp://{listen} and udp://{listen}",
-        shared.zone.domain
+        "ready for queries on {} for {}",
+        shared.zone.domain,
+        addresses.join(" and ")
     );
+    activation::notify_ready();
 
     shutdown.cancelled().await;
     tracing::info!("stopping the DNS server");
+    activation::notify_stopping();
     let stopped = server.shutdown_gracefully().await;
     while tasks.join_next().await.is_some() {}
     stopped.map_err(|e| RunError::Server(e.to_string()))
@@ -197,6 +222,68 @@ async fn read_settings(
         None => tracing::info!(%key, "no configuration in etcd; using flags and defaults"),
     }
     Ok(Some(settings))
+}
+
+/// What DNS is served on: UDP sockets, TCP listeners, and their addresses for the log.
+type Listeners = (Vec<UdpSocket>, Vec<TcpListener>, Vec<String>);
+
+/// The UDP sockets and TCP listener on `listen`, and their addresses for the log.
+async fn bound(listen: SocketAddr) -> Result<Listeners, RunError> {
+    let udp_sockets = bind_udp(listen).map_err(|source| RunError::Listen {
+        addr: listen,
+        transport: "udp",
+        source,
+    })?;
+    let tcp = TcpListener::bind(listen)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: listen,
+            transport: "tcp",
+            source,
+        })?;
+    Ok((
+        udp_sockets,
+        vec![tcp],
+        vec![format!("tcp://{listen}"), format!("udp://{listen}")],
+    ))
+}
+
+/// The sockets systemd handed over, ready for tokio, and their addresses for the log.
+fn activated(handover: Handover, listen: SocketAddr) -> Result<Listeners, RunError> {
+    let sockets = handover.take()?;
+    tracing::info!(
+        ignored = %listen,
+        "-systemd: serving the sockets systemd handed over; -addr (dns_addr) is not used"
+    );
+    for (fd, reason) in &sockets.skipped {
+        tracing::warn!(fd, %reason, "-systemd: descriptor skipped: neither a UDP nor a TCP socket");
+    }
+    let addresses = sockets.addresses();
+    let udp = sockets
+        .udp
+        .into_iter()
+        .map(|socket| {
+            socket.set_nonblocking(true)?;
+            UdpSocket::from_std(socket)
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|source| RunError::HandedOver {
+            transport: "udp",
+            source,
+        })?;
+    let tcp = sockets
+        .tcp
+        .into_iter()
+        .map(|listener| {
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        })
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|source| RunError::HandedOver {
+            transport: "tcp",
+            source,
+        })?;
+    Ok((udp, tcp, addresses))
 }
 
 /// One UDP socket per core on `addr` (`SO_REUSEPORT`), so the kernel spreads queries over

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use skydns::Flags;
 use skydns::config::ORIGINAL_VERSION;
+use skydns::{Flags, Handover};
 
 fn main() -> ExitCode {
     let argv = match common::cli::utf8_args() {
@@ -42,13 +42,19 @@ fn main() -> ExitCode {
 
 fn start(flags: Flags) -> anyhow::Result<()> {
     let config = flags.into_config()?;
+    // Before the runtime starts threads: this removes LISTEN_PID and LISTEN_FDS from the
+    // environment. Taken whatever -systemd says, as the etcd document may still turn it on.
+    let handover = Handover::from_env();
+    if config.settings.systemd {
+        handover.check()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = common::shutdown::install().context("cannot install signal handlers")?;
-        skydns::run(config, shutdown).await?;
+        skydns::run_with(config, handover, shutdown).await?;
         Ok(())
     })
 }

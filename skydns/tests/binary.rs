@@ -422,3 +422,259 @@ async fn verbose_logs_each_query_and_the_default_logs_none() {
         assert!(status.success(), "exit status {status}");
     }
 }
+
+/// Debian's tool for running a program as a socket-activated service would be run.
+const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
+
+/// How socket activation is turned on.
+#[derive(Debug, Clone, Copy)]
+enum Activation {
+    /// `SKYDNS_SYSTEMD=1` in the environment (the `-systemd` flag's variable).
+    Environment,
+    /// `"systemd": true` in `/skydns/config`, with neither flag nor variable.
+    Document,
+}
+
+/// Runs the binary as systemd would from a .socket unit with `ListenDatagram=` and
+/// `ListenStream=` on one port: `systemd-socket-activate -d` binds the UDP socket and, on the
+/// first datagram, execs a second `systemd-socket-activate`, which passes that socket on and
+/// adds a TCP listener on the same port, then execs skydns with `LISTEN_FDS=2` (fd 3 UDP, fd
+/// 4 TCP) and `LISTEN_PID` its own pid. skydns answers the record from etcd over both, binds
+/// nothing on `-addr`, logs so, and sends `READY=1` (and `STOPPING=1`) to `NOTIFY_SOCKET`.
+async fn serves_the_sockets_systemd_hands_over(activation: Activation) {
+    let config = match activation {
+        Activation::Environment => r#"{"domain":"staging.example.local."}"#,
+        Activation::Document => r#"{"domain":"staging.example.local.","systemd":true}"#,
+    };
+    let etcd = EtcdServer::start().await;
+    put_all(
+        &etcd,
+        &[
+            ("/skydns/config", config),
+            (
+                "/skydns/local/example/staging/web/w1",
+                r#"{"host":"10.0.0.5","port":8080}"#,
+            ),
+        ],
+    )
+    .await;
+    let upstream = FakeUpstream::start().await;
+    let port = free_tcp_udp_port();
+    let addr = format!("127.0.0.1:{port}");
+    // What -addr names: skydns must leave it alone.
+    let unused_port = loop {
+        let candidate = free_tcp_udp_port();
+        if candidate != port {
+            break candidate;
+        }
+    };
+    let unused = format!("127.0.0.1:{unused_port}");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let notify_path = dir.path().join("notify");
+    let notify = tokio::net::UnixDatagram::bind(&notify_path)
+        .unwrap_or_else(|e| panic!("bind NOTIFY_SOCKET: {e}"));
+    let log_path = dir.path().join("stderr");
+    let log =
+        std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("create the log file: {e}"));
+
+    // systemd-socket-activate gives its child only LISTEN_* and the variables named by -E
+    // (as a unit's clean environment): each of the two levels passes them on.
+    let mut environment = vec![format!("NOTIFY_SOCKET={}", notify_path.display())];
+    if let Activation::Environment = activation {
+        environment.push("SKYDNS_SYSTEMD=1".to_owned());
+    }
+    let pass: Vec<String> = environment
+        .iter()
+        .map(|e| format!("--setenv={e}"))
+        .collect();
+    let mut command = Command::new(SOCKET_ACTIVATE);
+    command
+        .args(["--datagram", "--listen", &addr])
+        .args(&pass)
+        .args([SOCKET_ACTIVATE, "--listen", &addr])
+        .args(&pass)
+        .arg(BIN)
+        .args(["-machines", &etcd.endpoint(), "-addr", &unused])
+        .args(["-nameservers", &upstream.addr().to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    let mut child =
+        spawn_tied(command).unwrap_or_else(|e| panic!("spawn systemd-socket-activate: {e}"));
+
+    // The first query is the datagram that starts skydns; it is answered once etcd is read.
+    let client = DnsClient::new(addr.parse().unwrap_or_else(|e| panic!("address: {e}")));
+    let name = "web.staging.example.local.";
+    let reply = wait_until("the activated binary to answer over UDP", WAIT, || {
+        let client = client.clone();
+        async move {
+            client
+                .udp(name, RecordType::A)
+                .await
+                .ok()
+                .filter(|r| !r.answers.is_empty())
+        }
+    })
+    .await;
+    assert_eq!(
+        set(&reply.answers),
+        strings(&["web.staging.example.local. 3600 IN A 10.0.0.5"])
+    );
+    let reply = client
+        .tcp(name, RecordType::SRV)
+        .await
+        .unwrap_or_else(|e| panic!("TCP query: {e}"));
+    assert_eq!(
+        set(&reply.answers),
+        strings(&[
+            "web.staging.example.local. 3600 IN SRV 10 100 8080 w1.web.staging.example.local."
+        ])
+    );
+
+    let mut message = [0u8; 256];
+    let len = tokio::time::timeout(WAIT, notify.recv(&mut message))
+        .await
+        .unwrap_or_else(|e| panic!("no READY=1 in time: {e}"))
+        .unwrap_or_else(|e| panic!("NOTIFY_SOCKET: {e}"));
+    assert_eq!(&message[..len], b"READY=1\n");
+
+    // -addr was not bound: both its ports are still free.
+    assert!(
+        std::net::UdpSocket::bind(&unused).is_ok(),
+        "udp {unused} was bound"
+    );
+    assert!(
+        std::net::TcpListener::bind(&unused).is_ok(),
+        "tcp {unused} was bound"
+    );
+
+    terminate(&child).unwrap_or_else(|e| panic!("SIGTERM: {e}"));
+    let status = wait_until("the activated binary to exit", WAIT, || {
+        let exited = child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("wait for the child: {e}"));
+        async move { exited }
+    })
+    .await;
+    assert!(status.success(), "exit status {status}");
+    let len = tokio::time::timeout(WAIT, notify.recv(&mut message))
+        .await
+        .unwrap_or_else(|e| panic!("no STOPPING=1 in time: {e}"))
+        .unwrap_or_else(|e| panic!("NOTIFY_SOCKET: {e}"));
+    assert_eq!(&message[..len], b"STOPPING=1\n");
+
+    let log = std::fs::read_to_string(&log_path).unwrap_or_else(|e| panic!("read the log: {e}"));
+    assert!(
+        log.contains(&format!(
+            "ready for queries on staging.example.local. for udp://{addr} and tcp://{addr}"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("-addr (dns_addr) is not used"), "{log}");
+    assert!(log.contains(&format!("ignored={unused}")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skydns_systemd_serves_the_udp_and_tcp_sockets_systemd_hands_over() {
+    serves_the_sockets_systemd_hands_over(Activation::Environment).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_true_in_the_etcd_document_turns_socket_activation_on_as_the_flag_does() {
+    serves_the_sockets_systemd_hands_over(Activation::Document).await;
+}
+
+/// `-systemd` with nothing to serve is one line naming what is missing and exit 1, before
+/// reaching for etcd (the original fails the same way, `no UDP or TCP sockets supplied by
+/// systemd`, once it has read etcd).
+#[test]
+fn systemd_without_sockets_is_one_error_line_and_a_failed_exit() {
+    let prefix = "skydns: no UDP or TCP sockets supplied by systemd (-systemd): ";
+    // (the sh -c script that sets the variables, what the line then says)
+    let cases = [
+        // Not started by systemd at all.
+        (
+            "exec \"$0\" -systemd -machines http://127.0.0.1:1",
+            "LISTEN_FDS is not set".to_owned(),
+        ),
+        // Sockets for another process (systemd's own check).
+        (
+            "LISTEN_FDS=2 LISTEN_PID=1 exec \"$0\" -systemd -machines http://127.0.0.1:1",
+            "they are for process \"1\" (LISTEN_PID), not this one (".to_owned(),
+        ),
+        (
+            "LISTEN_FDS=2 exec \"$0\" -systemd -machines http://127.0.0.1:1",
+            "LISTEN_PID is not set".to_owned(),
+        ),
+        (
+            "LISTEN_FDS=0 LISTEN_PID=$$ exec \"$0\" -systemd -machines http://127.0.0.1:1",
+            "LISTEN_FDS is 0 and none".to_owned(),
+        ),
+        // Descriptor 3 is a file, not a socket.
+        (
+            "LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" -systemd -machines http://127.0.0.1:1 3</dev/null",
+            "LISTEN_FDS is 1 and none of the descriptors is a UDP socket or a TCP listener"
+                .to_owned(),
+        ),
+    ];
+    for (script, expected) in cases {
+        let output = Command::new("/bin/sh")
+            .args(["-c", script, BIN])
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("SKYDNS_SYSTEMD")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{script}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{script}: {stderr}");
+        assert!(
+            stderr.starts_with(prefix) && stderr.contains(&expected),
+            "{script}: {stderr}"
+        );
+    }
+}
+
+/// The README's `.socket` and `.service` pair is what systemd accepts (`systemd-analyze
+/// verify`, with the built binary as `ExecStart`), and hands skydns UDP and TCP on one port.
+#[test]
+fn the_readme_socket_activation_units_pass_systemd_analyze_verify() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut units = Vec::new();
+    for block in readme.split("```ini\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        let name = text.lines().next().unwrap().trim_start_matches("# ").trim();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text.replace("/usr/local/bin/skydns", BIN)).unwrap();
+        units.push((name.to_owned(), text.to_owned(), path));
+    }
+    let names: Vec<&str> = units.iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(names, ["skydns.socket", "skydns.service"]);
+    let socket = &units[0].1;
+    assert!(
+        socket.contains("ListenDatagram=10.0.0.5:53\nListenStream=10.0.0.5:53\n"),
+        "{socket}"
+    );
+    let service = &units[1].1;
+    assert!(service.contains("Type=notify\n"), "{service}");
+    assert!(
+        service.contains("ExecStart=/usr/local/bin/skydns -systemd\n"),
+        "{service}"
+    );
+
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(units.iter().map(|(_, _, path)| path))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
