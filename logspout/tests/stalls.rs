@@ -382,7 +382,14 @@ async fn a_peer_that_stops_reading_is_left_after_the_write_timeout() {
         "{doubled} doubled lines over {losses} lost connections"
     );
     assert!(partial <= losses, "{partial} cut lines, {losses} losses");
-    assert_eq!(route.stalls(), 1);
+    // Reported as one stall, or as one per connection given up when a held connection took
+    // writes (into its kernel buffers) for longer than the write timeout before filling up,
+    // which counts as a recovery: that happens on a loaded machine.
+    let stalls = route.stalls();
+    assert!(
+        (1..=losses as u64).contains(&stalls),
+        "{stalls} stalls over {losses} lost connections"
+    );
     assert_eq!(route.dropped(), 0);
 }
 
