@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod cli;
 pub mod docker;
+pub mod duration;
 pub mod etcd;
 pub mod healthcheck;
 pub mod http;

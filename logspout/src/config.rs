@@ -380,46 +380,9 @@ fn syslog_settings(
     })
 }
 
-/// Go's `time.ParseDuration` (`300ms`, `1h30m`, `0`); errors read like Go's.
+/// Go's `time.ParseDuration` (`300ms`, `1h30m`, `0`), the message on error reading like Go's.
 pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let quoted = format!("{text:?}");
-    if text == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = text.strip_prefix('+').unwrap_or(text);
-    if rest.is_empty() || rest.starts_with('-') {
-        return Err(format!("time: invalid duration {quoted}"));
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if number_len == 0 {
-            return Err(format!("time: invalid duration {quoted}"));
-        }
-        let number: f64 = rest[..number_len]
-            .parse()
-            .map_err(|_| format!("time: invalid duration {quoted}"))?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        let scale = match unit {
-            "" => return Err(format!("time: missing unit in duration {quoted}")),
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            other => return Err(format!("time: unknown unit {other:?} in duration {quoted}")),
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| format!("time: invalid duration {quoted}"))
+    common::duration::parse_go_duration(text).map_err(|e| e.to_string())
 }
 
 /// `4194304`, `512KiB`, `4MiB`, `1GiB` (also `K`/`M`/`G`, `KB`/`MB`/`GB` as powers of 1024).
@@ -609,28 +572,6 @@ mod tests {
                     .starts_with(&format!("invalid {name} value")),
                 "{err}"
             );
-        }
-    }
-
-    #[test]
-    fn go_durations() {
-        let ok = [
-            ("0", 0.0),
-            ("30s", 30.0),
-            ("1m", 60.0),
-            ("1h30m", 5400.0),
-            ("1.5s", 1.5),
-            ("300ms", 0.3),
-        ];
-        for (text, secs) in ok {
-            assert_eq!(
-                parse_go_duration(text).unwrap(),
-                Duration::from_secs_f64(secs),
-                "{text}"
-            );
-        }
-        for bad in ["60", "", "-1s", "1x", "s"] {
-            assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -442,39 +442,9 @@ pub fn parse_networks(text: &str) -> Result<Vec<IpNet>, ConfigError> {
         .collect()
 }
 
-/// Parses a Go duration such as `2s`, `500ms` or `1m30s`.
+/// Parses a Go duration such as `2s`, `500ms` or `1m30s` (`common::duration`).
 pub fn parse_go_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text == "0" {
-        return Some(Duration::ZERO);
-    }
-    let mut total = 0f64;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().ok()?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * scale;
-    }
-    Duration::try_from_secs_f64(total).ok()
+    common::duration::parse_go_duration(text.trim()).ok()
 }
 
 impl Settings {
@@ -955,24 +925,6 @@ mod tests {
         ] {
             let err = settings.apply_etcd_json(bad).unwrap_err().to_string();
             assert!(err.starts_with("failed to unmarshal config"), "{err}");
-        }
-    }
-
-    #[test]
-    fn go_durations() {
-        let cases = [
-            ("2s", Some(Duration::from_secs(2))),
-            ("500ms", Some(Duration::from_millis(500))),
-            ("1m30s", Some(Duration::from_secs(90))),
-            ("1.5s", Some(Duration::from_millis(1500))),
-            ("0", Some(Duration::ZERO)),
-            ("2", None),
-            ("", None),
-            ("s", None),
-            ("2x", None),
-        ];
-        for (text, expected) in cases {
-            assert_eq!(parse_go_duration(text), expected, "{text:?}");
         }
     }
 
