@@ -1,11 +1,11 @@
-//! Turns a message into the exact bytes a route sends: the syslog or raw adapter's output,
-//! framed for the route's transport.
+//! Turns a message into the exact bytes a route sends: the syslog, raw or json adapter's output, framed for the route's transport.
 
 use std::collections::HashMap;
 
 use crate::message::Message;
 use crate::multiline::MultilineSettings;
 use crate::route::{AdapterKind, AdapterSpec, RouteError};
+use crate::structured::{Common, JsonRenderer};
 use crate::syslog::{SyslogRenderer, SyslogSettings, TcpFraming, frame};
 use crate::template::Template;
 
@@ -39,6 +39,8 @@ pub enum Renderer {
     Syslog(SyslogRenderer, Option<TcpFraming>),
     /// The `RAW_FORMAT` template, unframed.
     Raw(Template),
+    /// One JSON object and a LF.
+    Json(JsonRenderer),
 }
 
 impl Renderer {
@@ -56,7 +58,17 @@ impl Renderer {
                 Self::Syslog(SyslogRenderer::new(&settings.syslog, options)?, framing)
             }
             AdapterKind::Raw => Self::Raw(Template::compile("RAW_FORMAT", &settings.raw_format)?),
+            AdapterKind::Json => Self::Json(JsonRenderer::new(Common::new(
+                &settings.syslog.hostname,
+                options,
+            )?)),
         })
+    }
+
+    /// True for the adapters whose output is one JSON document per message (a piece of a line
+    /// must be rendered again, never cut).
+    pub fn is_structured(&self) -> bool {
+        matches!(self, Self::Json(_))
     }
 
     /// The bytes to send for `message` (one datagram on UDP).
@@ -80,6 +92,11 @@ impl Renderer {
             Self::Raw(template) => {
                 let mut out = Vec::with_capacity(message.data.len() + 1);
                 template.render(message, &mut out);
+                out
+            }
+            Self::Json(renderer) => {
+                let mut out = Vec::with_capacity(message.data.len() + 512);
+                renderer.render(message, &mut out);
                 out
             }
         }
@@ -133,6 +150,22 @@ mod tests {
                 expected,
                 "{format}"
             );
+        }
+    }
+
+    #[test]
+    fn structured_routes_frame_for_their_transport() {
+        let cases = [("json", b'\n'), ("json+tcp", b'\n'), ("json+tls", b'\n')];
+        for (adapter, last) in cases {
+            let (spec, _) = AdapterSpec::resolve(adapter).unwrap();
+            let renderer =
+                Renderer::new(spec, &AdapterSettings::default(), &HashMap::new()).unwrap();
+            let out = renderer.render(&hello("hi"));
+            assert_eq!(out.last(), Some(&last), "{adapter}");
+            let body = out.strip_suffix(&[last]).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert!(v.is_object(), "{adapter}");
+            assert!(renderer.is_structured());
         }
     }
 

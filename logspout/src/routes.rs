@@ -94,7 +94,16 @@ impl RouteSink {
     /// one) into pieces that fit with the header, or the rendering cut when the header alone
     /// leaves no room.
     fn datagrams(&self, message: &Message, rendered: Vec<u8>) -> Vec<Vec<u8>> {
-        let overhead = rendered.len().saturating_sub(message.data.len());
+        let overhead = if self.renderer.is_structured() {
+            // The line is escaped: measure what the object takes without it.
+            let empty = Message {
+                data: Bytes::new(),
+                ..message.clone()
+            };
+            self.renderer.render(&empty).len()
+        } else {
+            rendered.len().saturating_sub(message.data.len())
+        };
         let room = MAX_DATAGRAM.saturating_sub(overhead);
         if room < MIN_DATAGRAM_ROOM {
             return vec![cut_to_datagram(rendered)];
@@ -107,10 +116,36 @@ impl RouteSink {
                 data: piece,
                 ..message.clone()
             };
-            // A template that escapes the line (`toJSON`) can still make a piece too large.
-            out.push(cut_to_datagram(self.renderer.render(&part)));
+            self.push_piece(part, &mut out);
         }
         out
+    }
+
+    /// Renders one piece of a split line. A template that escapes the line (`toJSON`) can
+    /// still make a piece too large: cut, except for structured adapters, whose piece is
+    /// halved until it fits (a cut JSON document would be useless).
+    fn push_piece(&self, part: Message, out: &mut Vec<Vec<u8>>) {
+        let rendered = self.renderer.render(&part);
+        if rendered.len() <= MAX_DATAGRAM || !self.renderer.is_structured() {
+            out.push(cut_to_datagram(rendered));
+            return;
+        }
+        let half = char_boundary_at_most(&part.data, part.data.len() / 2);
+        if half == 0 || half >= part.data.len() {
+            out.push(cut_to_datagram(rendered));
+            return;
+        }
+        let mut first = part.data.clone();
+        let second = first.split_off(half);
+        for data in [first, second] {
+            self.push_piece(
+                Message {
+                    data,
+                    ..part.clone()
+                },
+                out,
+            );
+        }
     }
 
     /// Queues one rendered message, counting it and what the queue dropped for it.
@@ -555,6 +590,34 @@ mod tests {
             .await
             .map(|(_, b)| b)
             .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn json_over_udp_splits_a_line_into_whole_objects() {
+        // Quotes double in JSON: a MAX_LINE piece of them renders far above a datagram.
+        let data = vec![b'"'; crate::lines::MAX_LINE];
+        for adapter in ["json"] {
+            let json = sink(adapter);
+            json.push(&message(data.clone()), false);
+            let datagrams = queued(&json).await;
+            assert!(
+                datagrams.len() > 2,
+                "{adapter}: {} datagrams",
+                datagrams.len()
+            );
+            let mut joined = String::new();
+            for d in &datagrams {
+                assert!(d.len() <= MAX_DATAGRAM, "datagram of {} bytes", d.len());
+                let v: serde_json::Value = serde_json::from_slice(d).unwrap();
+                joined.push_str(v["message"].as_str().unwrap());
+            }
+            assert_eq!(
+                joined.as_bytes(),
+                data,
+                "{adapter}: the pieces are the line"
+            );
+            assert_eq!(json.udp_oversize.get(), 1);
+        }
     }
 
     #[tokio::test]
