@@ -1,11 +1,12 @@
-//! Turns a message into the exact bytes a route sends: the syslog, raw or json adapter's output, framed for the route's transport.
+//! Turns a message into the exact bytes a route sends: the syslog, raw, json or GELF adapter's
+//! output, framed for the route's transport.
 
 use std::collections::HashMap;
 
 use crate::message::Message;
 use crate::multiline::MultilineSettings;
 use crate::route::{AdapterKind, AdapterSpec, RouteError};
-use crate::structured::{Common, JsonRenderer};
+use crate::structured::{Common, GelfRenderer, JsonRenderer};
 use crate::syslog::{SyslogRenderer, SyslogSettings, TcpFraming, frame};
 use crate::template::Template;
 
@@ -41,6 +42,9 @@ pub enum Renderer {
     Raw(Template),
     /// One JSON object and a LF.
     Json(JsonRenderer),
+    /// A GELF object; `true`: NUL-terminated (TCP and TLS), else one datagram (chunked by
+    /// the route when larger than a GELF datagram).
+    Gelf(GelfRenderer, bool),
 }
 
 impl Renderer {
@@ -62,13 +66,22 @@ impl Renderer {
                 &settings.syslog.hostname,
                 options,
             )?)),
+            AdapterKind::Gelf => Self::Gelf(
+                GelfRenderer::new(Common::new(&settings.syslog.hostname, options)?),
+                spec.transport.is_stream(),
+            ),
         })
     }
 
     /// True for the adapters whose output is one JSON document per message (a piece of a line
     /// must be rendered again, never cut).
     pub fn is_structured(&self) -> bool {
-        matches!(self, Self::Json(_))
+        matches!(self, Self::Json(_) | Self::Gelf(..))
+    }
+
+    /// True for GELF over UDP: messages larger than a datagram are chunked, not split.
+    pub fn is_gelf_datagram(&self) -> bool {
+        matches!(self, Self::Gelf(_, false))
     }
 
     /// The bytes to send for `message` (one datagram on UDP).
@@ -97,6 +110,14 @@ impl Renderer {
             Self::Json(renderer) => {
                 let mut out = Vec::with_capacity(message.data.len() + 512);
                 renderer.render(message, &mut out);
+                out
+            }
+            Self::Gelf(renderer, stream) => {
+                let mut out = Vec::with_capacity(message.data.len() + 768);
+                renderer.render(message, &mut out);
+                if *stream {
+                    out.push(0);
+                }
                 out
             }
         }
@@ -155,17 +176,28 @@ mod tests {
 
     #[test]
     fn structured_routes_frame_for_their_transport() {
-        let cases = [("json", b'\n'), ("json+tcp", b'\n'), ("json+tls", b'\n')];
+        let cases = [
+            ("json", b'\n'),
+            ("json+tcp", b'\n'),
+            ("json+tls", b'\n'),
+            ("gelf", b'}'),
+            ("gelf+tcp", 0),
+            ("gelf+tls", 0),
+        ];
         for (adapter, last) in cases {
             let (spec, _) = AdapterSpec::resolve(adapter).unwrap();
             let renderer =
                 Renderer::new(spec, &AdapterSettings::default(), &HashMap::new()).unwrap();
             let out = renderer.render(&hello("hi"));
             assert_eq!(out.last(), Some(&last), "{adapter}");
-            let body = out.strip_suffix(&[last]).unwrap();
+            let body = out
+                .strip_suffix(&[last])
+                .filter(|_| last != b'}')
+                .unwrap_or(&out);
             let v: serde_json::Value = serde_json::from_slice(body).unwrap();
             assert!(v.is_object(), "{adapter}");
             assert!(renderer.is_structured());
+            assert_eq!(renderer.is_gelf_datagram(), adapter == "gelf");
         }
     }
 

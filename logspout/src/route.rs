@@ -56,6 +56,8 @@ pub enum AdapterKind {
     Raw,
     /// `json`: one JSON object per line with container metadata.
     Json,
+    /// `gelf`: GELF 1.1 as Docker's `gelf` log driver sends it.
+    Gelf,
 }
 
 /// How a route reaches its destination.
@@ -114,7 +116,7 @@ impl AdapterSpec {
         let parts: Vec<&str> = adapter.split('+').collect();
         let bad_transport = || RouteError::BadTransport(adapter.to_owned());
         match parts.as_slice() {
-            [kind @ ("syslog" | "raw" | "json"), rest @ ..] => {
+            [kind @ ("syslog" | "raw" | "json" | "gelf"), rest @ ..] => {
                 let transport = match rest {
                     [] => Transport::Udp,
                     [name] => Transport::parse(name).ok_or_else(bad_transport)?,
@@ -123,6 +125,7 @@ impl AdapterSpec {
                 let kind = match *kind {
                     "syslog" => AdapterKind::Syslog,
                     "json" => AdapterKind::Json,
+                    "gelf" => AdapterKind::Gelf,
                     _ => AdapterKind::Raw,
                 };
                 let spec = Self {
@@ -379,6 +382,9 @@ mod tests {
             ("json+udp", AdapterKind::Json, Transport::Udp, "json+udp"),
             ("json+tcp", AdapterKind::Json, Transport::Tcp, "json+tcp"),
             ("json+tls", AdapterKind::Json, Transport::Tls, "json+tls"),
+            ("gelf", AdapterKind::Gelf, Transport::Udp, "gelf"),
+            ("gelf+tcp", AdapterKind::Gelf, Transport::Tcp, "gelf+tcp"),
+            ("gelf+tls", AdapterKind::Gelf, Transport::Tls, "gelf+tls"),
             (
                 "multiline+json+tcp",
                 AdapterKind::Json,
@@ -421,7 +427,7 @@ mod tests {
             ("", "bad adapter: "),
             ("syslog+foo", "bad transport: syslog+foo"),
             ("json+foo", "bad transport: json+foo"),
-            ("json+tcp+x", "bad transport: json+tcp+x"),
+            ("gelf+tcp+x", "bad transport: gelf+tcp+x"),
             ("tcp+json", "bad transport: tcp+json"),
             ("syslog+tcp+x", "bad transport: syslog+tcp+x"),
             ("tcp+tls", "bad transport: tcp+tls"),

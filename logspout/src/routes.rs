@@ -25,6 +25,7 @@ use crate::queue::RouteQueue;
 use crate::render::{AdapterSettings, Renderer};
 use crate::route::{Route, RouteError, Transport};
 use crate::sender::Sender;
+use crate::structured::{GELF_CHUNK_BYTES, GELF_MAX_CHUNKS, gelf_chunks};
 use crate::tls::TlsSettings;
 
 /// Everything a route needs besides its own definition.
@@ -79,6 +80,10 @@ impl RouteSink {
     /// is sent as several, each with its own header (counted).
     fn push(&self, message: &Message, quietly: bool) {
         let rendered = self.renderer.render(message);
+        if self.udp && self.renderer.is_gelf_datagram() {
+            self.push_gelf(rendered, quietly);
+            return;
+        }
         if self.udp && rendered.len() > MAX_DATAGRAM {
             self.udp_oversize.inc();
             for datagram in self.datagrams(message, rendered) {
@@ -87,6 +92,27 @@ impl RouteSink {
             return;
         }
         self.enqueue(Bytes::from(rendered), quietly);
+    }
+
+    /// A GELF message over UDP: one datagram, or GELF chunks (counted as oversize) queued as
+    /// one entry the sender writes chunk by chunk; a message needing more than
+    /// [`GELF_MAX_CHUNKS`] chunks is dropped (counted).
+    fn push_gelf(&self, rendered: Vec<u8>, quietly: bool) {
+        if rendered.len() <= GELF_CHUNK_BYTES {
+            self.enqueue(Bytes::from(rendered), quietly);
+            return;
+        }
+        self.udp_oversize.inc();
+        match gelf_chunks(&rendered, rand::random()) {
+            Some(chunks) => self.enqueue(Bytes::from(chunks), quietly),
+            None => {
+                self.dropped.inc();
+                if self.drop_log.event(Instant::now()) != Report::Quiet {
+                    tracing::warn!(route = %self.id, address = %self.address, bytes = rendered.len(),
+                        "GELF message needs more than {GELF_MAX_CHUNKS} chunks, dropped");
+                }
+            }
+        }
     }
 
     /// `message` (whose rendering is `rendered`, too large) as datagrams of at most
@@ -318,6 +344,9 @@ impl RouteTable {
             backoff: self.ctx.backoff,
             timeouts: self.ctx.timeouts,
             retry_count: self.ctx.retry_count,
+            datagram_chunks: (spec.transport == Transport::Udp
+                && spec.kind == crate::route::AdapterKind::Gelf)
+                .then_some(GELF_CHUNK_BYTES),
         };
         self.senders.spawn(sender.run(cancel.clone()));
         let active = Arc::new(ActiveRoute {
@@ -618,6 +647,33 @@ mod tests {
             );
             assert_eq!(json.udp_oversize.get(), 1);
         }
+    }
+
+    #[tokio::test]
+    async fn gelf_over_udp_is_chunked_as_one_message_or_dropped() {
+        let gelf = sink("gelf");
+        gelf.push(&message(b"small".to_vec()), false);
+        gelf.push(&message(vec![b'x'; 20_000]), false);
+        // 128 chunks of 8,180 bytes cannot hold 200,000 NULs escaped as \u0000 each (a
+        // merged multiline group can be that long).
+        gelf.push(&message(vec![0; 200_000]), false);
+        let queued = queued(&gelf).await;
+        assert_eq!(queued.len(), 2, "the third was dropped");
+        assert!(queued[0].starts_with(b"{"));
+        let chunks: Vec<&[u8]> = queued[1].chunks(GELF_CHUNK_BYTES).collect();
+        assert_eq!(chunks.len(), 3);
+        let mut joined = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk[..2], [0x1e, 0x0f]);
+            assert_eq!(chunk[2..10], chunks[0][2..10], "one message ID");
+            assert_eq!((usize::from(chunk[10]), chunk[11]), (i, 3));
+            joined.extend_from_slice(&chunk[12..]);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&joined).unwrap();
+        assert_eq!(v["short_message"].as_str().map(str::len), Some(20_000));
+        assert_eq!(gelf.udp_oversize.get(), 2);
+        assert_eq!(gelf.dropped.get(), 1);
+        assert_eq!(gelf.queued.get(), 2);
     }
 
     #[tokio::test]

@@ -1,14 +1,23 @@
 //! The structured adapters' output, one JSON object per message encoded by serde_json: `json`
-//! lines. Lines that are not UTF-8 are sent with U+FFFD in place of the bad bytes.
+//! lines and GELF 1.1 messages (with GELF's UDP chunking). Lines that are not UTF-8 are sent
+//! with U+FFFD in place of the bad bytes.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::SecondsFormat;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::message::{ContainerInfo, Message};
 use crate::template::{Template, TemplateError};
+
+/// Largest GELF UDP datagram, chunk header included (the GELF spec's limit).
+pub const GELF_CHUNK_BYTES: usize = 8192;
+/// Bytes of a GELF chunk header: magic, message ID, sequence number, sequence count.
+pub const GELF_CHUNK_HEADER: usize = 12;
+/// Most chunks one GELF message may have; a larger message is dropped.
+pub const GELF_MAX_CHUNKS: usize = 128;
 
 /// Which of a container's labels a structured route sends (route option `labels`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,6 +130,106 @@ impl JsonRenderer {
     }
 }
 
+/// `gelf…` routes: GELF 1.1 with the fields Docker's `gelf` log driver sends.
+#[derive(Debug, Clone)]
+pub struct GelfRenderer {
+    common: Common,
+}
+
+/// GELF's additional field name for label `key`: `_` in front (unless it starts with one, as
+/// Docker does), characters outside `[A-Za-z0-9_.-]` replaced by `_`. `None` for `_id`, which
+/// GELF reserves.
+pub fn gelf_field_name(key: &str) -> Option<String> {
+    let mut name = String::with_capacity(key.len() + 1);
+    if !key.starts_with('_') {
+        name.push('_');
+    }
+    name.extend(key.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+            c
+        } else {
+            '_'
+        }
+    }));
+    (name != "_id").then_some(name)
+}
+
+impl GelfRenderer {
+    pub fn new(common: Common) -> Self {
+        Self { common }
+    }
+
+    /// Appends the GELF object (no terminator) to `out`.
+    pub fn render(&self, m: &Message, out: &mut Vec<u8>) {
+        let c = &*m.container;
+        let inspect = &c.inspect;
+        let mut object = Map::new();
+        // Labels first: the fields below win over a label with the same name.
+        for (key, value) in self.common.labels.select(c) {
+            if let Some(name) = gelf_field_name(key) {
+                object.insert(name, Value::from(value));
+            }
+        }
+        let command = std::iter::once(inspect.path.clone().unwrap_or_default())
+            .chain(inspect.args.iter().flatten().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let level = match m.source {
+            crate::message::Source::Stdout => 6,
+            crate::message::Source::Stderr => 3,
+        };
+        let fields: [(&str, Value); 12] = [
+            ("version", "1.1".into()),
+            ("host", self.common.host.render_string(m).into()),
+            ("short_message", text(&m.data).into()),
+            // Docker's precision: milliseconds.
+            (
+                "timestamp",
+                Value::from(m.time.timestamp_millis() as f64 / 1000.0),
+            ),
+            ("level", level.into()),
+            ("_container_id", c.id.as_str().into()),
+            ("_container_name", c.bare_name().into()),
+            (
+                "_image_id",
+                inspect.image.clone().unwrap_or_default().into(),
+            ),
+            ("_image_name", c.image.as_str().into()),
+            ("_command", command.into()),
+            ("_tag", c.short_id().into()),
+            (
+                "_created",
+                inspect.created.clone().unwrap_or_default().into(),
+            ),
+        ];
+        for (name, value) in fields {
+            object.insert(name.to_owned(), value);
+        }
+        out.extend_from_slice(&to_vec(&object));
+    }
+}
+
+/// `message` as GELF UDP chunks of at most [`GELF_CHUNK_BYTES`] each, concatenated (every
+/// chunk but the last exactly that long), all with message ID `id`. `None` when it would take
+/// more than [`GELF_MAX_CHUNKS`].
+pub fn gelf_chunks(message: &[u8], id: [u8; 8]) -> Option<Vec<u8>> {
+    let room = GELF_CHUNK_BYTES - GELF_CHUNK_HEADER;
+    let count = message.len().div_ceil(room);
+    if count > GELF_MAX_CHUNKS {
+        return None;
+    }
+    let count = u8::try_from(count).ok()?;
+    let mut out = Vec::with_capacity(message.len() + usize::from(count) * GELF_CHUNK_HEADER);
+    for (seq, piece) in (0u8..).zip(message.chunks(room)) {
+        out.extend_from_slice(&[0x1e, 0x0f]);
+        out.extend_from_slice(&id);
+        out.push(seq);
+        out.push(count);
+        out.extend_from_slice(piece);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,7 +237,6 @@ mod tests {
     use bollard::models::ContainerInspectResponse;
     use bytes::Bytes;
     use chrono::{TimeZone, Utc};
-    use serde_json::Value;
     use std::sync::Arc;
 
     const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -262,6 +370,17 @@ mod tests {
                 assert_eq!(v["message"], String::from_utf8_lossy(line).as_ref());
                 assert_eq!(v["labels"]["\"},\n{\"x"], "\n\r\t\u{0}\u{2028}");
                 assert_eq!(v["labels"].as_object().unwrap().len(), 4);
+
+                let mut gelf = Vec::new();
+                GelfRenderer::new(common(&[])).render(&m, &mut gelf);
+                assert!(!gelf.contains(&0), "a NUL would end the GELF TCP frame");
+                let v = json_of(&gelf);
+                assert_eq!(v["short_message"], String::from_utf8_lossy(line).as_ref());
+                assert_eq!(v["_______x"], "\n\r\t\u{0}\u{2028}");
+                assert_eq!(gelf_field_name("\"},\n{\"x").as_deref(), Some("_______x"));
+                assert_eq!(v["_a_b_c"], "é");
+                assert_eq!(v["_"], "");
+                assert!(v.get("_id").is_none(), "{v}");
             }
         }
     }
@@ -277,5 +396,61 @@ mod tests {
             json_of(&out)["message"].as_str().map(str::len),
             Some(200_000)
         );
+        let mut gelf = Vec::new();
+        GelfRenderer::new(common(&[])).render(&m, &mut gelf);
+        assert!(gelf.len() > 400_000);
+        let chunks = gelf_chunks(&gelf, [7; 8]).unwrap();
+        let mut joined = Vec::new();
+        let pieces: Vec<&[u8]> = chunks.chunks(GELF_CHUNK_BYTES).collect();
+        for (i, chunk) in pieces.iter().enumerate() {
+            assert_eq!(&chunk[..10], &[0x1e, 0x0f, 7, 7, 7, 7, 7, 7, 7, 7]);
+            assert_eq!(usize::from(chunk[10]), i);
+            assert_eq!(usize::from(chunk[11]), pieces.len());
+            joined.extend_from_slice(&chunk[GELF_CHUNK_HEADER..]);
+        }
+        assert_eq!(joined, gelf);
+    }
+
+    #[test]
+    fn gelf_chunking_limits() {
+        let room = GELF_CHUNK_BYTES - GELF_CHUNK_HEADER;
+        assert_eq!(gelf_chunks(&[1; 10], [0; 8]).unwrap().len(), 22);
+        let full = gelf_chunks(&vec![1; room * GELF_MAX_CHUNKS], [0; 8]).unwrap();
+        assert_eq!(full.len(), GELF_CHUNK_BYTES * GELF_MAX_CHUNKS);
+        assert_eq!(full[GELF_CHUNK_BYTES * 127 + 10..][..2], [127, 128]);
+        assert!(gelf_chunks(&vec![1; room * GELF_MAX_CHUNKS + 1], [0; 8]).is_none());
+    }
+
+    #[test]
+    fn gelf_has_docker_fields_and_levels() {
+        let c = container(&[("container_id", "spoof"), ("_own", "x"), ("version", "9")]);
+        for (source, level) in [(Source::Stdout, 6), (Source::Stderr, 3)] {
+            let m = message(c.clone(), source, b"hello");
+            let mut out = Vec::new();
+            GelfRenderer::new(common(&[])).render(&m, &mut out);
+            let v = json_of(&out);
+            let expected = serde_json::json!({
+                "version": "1.1",
+                "host": "abc123",
+                "short_message": "hello",
+                "timestamp": 1_764_687_600.123,
+                "level": level,
+                "_container_id": ID,
+                "_container_name": "web",
+                "_image_id": "sha256:feed",
+                "_image_name": "busybox:latest",
+                "_command": "sh -c echo hi",
+                "_tag": "0123456789ab",
+                "_created": "2026-12-02T15:00:00.123456789Z",
+                "_own": "x",
+                "_version": "9",
+            });
+            assert_eq!(v, expected);
+        }
+        let mut out = Vec::new();
+        let m = message(c, Source::Stdout, b"x");
+        GelfRenderer::new(common(&[("labels", "_")])).render(&m, &mut out);
+        assert_eq!(json_of(&out)["_own"], "x");
+        assert!(json_of(&out).get("_version").is_none());
     }
 }

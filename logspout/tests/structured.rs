@@ -1,10 +1,12 @@
 //! The structured adapters end to end: real containers, logspout as a process, real UDP, TCP
-//! and TLS receivers on 127.0.0.1: `json` lines.
+//! and TLS receivers on 127.0.0.1: `json` lines, and GELF (chunked over UDP, NUL-delimited
+//! over TCP, compared with what Docker's own `gelf` log driver sends for the same container).
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 mod support;
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use harness::docker::TEST_IMAGE;
@@ -225,4 +227,170 @@ async fn json_lines_over_udp_tcp_and_tls_carry_container_metadata() {
     }
     let sent = logspout.metric("logspout_route_lines_out_total").await;
     assert!(sent >= 9.0, "lines out {sent}");
+}
+
+/// GELF messages from UDP datagrams: whole ones, and chunked ones reassembled by message ID.
+fn gelf_datagrams(datagrams: &[Vec<u8>]) -> (Vec<Value>, usize) {
+    let mut whole = Vec::new();
+    let mut chunked: HashMap<Vec<u8>, Vec<Option<Vec<u8>>>> = HashMap::new();
+    let mut chunk_count = 0;
+    for d in datagrams {
+        if d.starts_with(&[0x1e, 0x0f]) {
+            chunk_count += 1;
+            assert!(d.len() <= 8192, "chunk of {} bytes", d.len());
+            let (seq, count) = (usize::from(d[10]), usize::from(d[11]));
+            let slots = chunked
+                .entry(d[2..10].to_vec())
+                .or_insert_with(|| vec![None; count]);
+            assert_eq!(slots.len(), count);
+            slots[seq] = Some(d[12..].to_vec());
+        } else {
+            assert!(d.len() <= 8192, "unchunked datagram of {} bytes", d.len());
+            whole.push(parse(d));
+        }
+    }
+    for slots in chunked.values() {
+        if slots.iter().all(Option::is_some) {
+            let joined: Vec<u8> = slots.iter().flatten().flatten().copied().collect();
+            whole.push(parse(&joined));
+        }
+    }
+    (whole, chunk_count)
+}
+
+const LONG_LINE_SCRIPT: &str =
+    "s=xxxxxxxxxx; for i in 1 2 3 4 5 6 7 8 9 10 11; do s=$s$s; done; echo \"$s\"";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gelf_over_udp_chunks_large_messages_and_over_tcp_ends_each_with_nul() {
+    let (udp_port, udp) = udp_receiver().await;
+    let (tcp_port, tcp) = tcp_receiver().await;
+    let docker = TestDocker::connect().await;
+    let name = unique("ls-gelf");
+    let routes = format!(
+        "gelf://127.0.0.1:{udp_port}?filter.name={name}&labels=com.example.,\
+         gelf+tcp://127.0.0.1:{tcp_port}?filter.name={name}&labels=com.example."
+    );
+    let logspout = Logspout::start(Some(&routes), &[]).await;
+    let container = docker
+        .run(
+            ContainerSpec::shell(&format!(
+                "echo hello; echo oops >&2; {LONG_LINE_SCRIPT}; sleep 30"
+            ))
+            .name(&name)
+            .hostname("abc123")
+            .label("com.example.tier", "front"),
+        )
+        .await;
+    let inspect = container.inspect().await;
+    let udp_objects = wait_objects("3 GELF messages over UDP", 3, || {
+        gelf_datagrams(&udp.lock().unwrap()).0
+    })
+    .await;
+    let (_, chunks) = gelf_datagrams(&udp.lock().unwrap());
+    assert_eq!(chunks, 3, "20,480 x's in 8,180-byte chunk payloads");
+    let tcp_objects = wait_objects("3 GELF messages over TCP", 3, || stream_objects(&tcp, 0)).await;
+    let long = "x".repeat(10 * 2048);
+    for objects in [&udp_objects, &tcp_objects] {
+        assert_eq!(objects.len(), 3);
+        for (message, level) in [("hello", 6), ("oops", 3), (long.as_str(), 6)] {
+            let o = by_message(objects, "short_message", message);
+            assert_eq!(o["version"], "1.1");
+            assert_eq!(o["host"], "abc123");
+            assert_eq!(o["level"], level);
+            assert_eq!(o["_container_id"], container.id());
+            assert_eq!(o["_container_name"], name.as_str());
+            assert_eq!(o["_tag"], container.short_id());
+            assert_eq!(o["_image_name"], TEST_IMAGE);
+            assert_eq!(o["_image_id"], inspect.image.as_deref().unwrap());
+            assert_eq!(o["_com.example.tier"], "front");
+            assert!(o.get("_io.harness").is_none());
+            let age = chrono::Utc::now().timestamp() as f64 - o["timestamp"].as_f64().unwrap();
+            assert!(age.abs() < 120.0, "{o}");
+        }
+    }
+    assert_eq!(
+        logspout.metric("logspout_route_udp_oversize_total").await,
+        1.0
+    );
+    assert_eq!(
+        logspout.metric("logspout_route_lines_dropped_total").await,
+        0.0
+    );
+}
+
+/// Records what Docker's own `gelf` log driver sends on this machine (printed, and kept as the
+/// reference) and checks that our GELF for the same container has the same fields with the
+/// same values. logspout does not attach containers with the `gelf` driver (Docker cannot be
+/// asked for their logs as the original expects), so our side renders the container's
+/// inspect result with the `gelf` route's renderer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_gelf_matches_what_dockers_gelf_driver_sends() {
+    let (port, received) = udp_receiver().await;
+    let docker = TestDocker::connect().await;
+    let address = format!("udp://127.0.0.1:{port}");
+    let container = docker
+        .run(
+            ContainerSpec::shell("echo hello; echo oops >&2; sleep 30")
+                .hostname("abc123")
+                .label("app", "web")
+                .label("other", "x")
+                .log_driver(
+                    "gelf",
+                    &[
+                        ("gelf-address", address.as_str()),
+                        ("gelf-compression-type", "none"),
+                        ("labels", "app"),
+                    ],
+                ),
+        )
+        .await;
+    let theirs = wait_objects("2 GELF messages from Docker", 2, || {
+        received.lock().unwrap().iter().map(|d| parse(d)).collect()
+    })
+    .await;
+    for message in &theirs {
+        eprintln!("Docker's gelf driver sent: {message}");
+    }
+    let inspect = container.inspect().await;
+    let info = Arc::new(logspout::pump::container_info(&inspect));
+    let (spec, _) = logspout::route::AdapterSpec::resolve("gelf").unwrap();
+    let options = HashMap::from([("labels".to_owned(), "app".to_owned())]);
+    let renderer = logspout::render::Renderer::new(
+        spec,
+        &logspout::render::AdapterSettings::default(),
+        &options,
+    )
+    .unwrap();
+    let daemon_host = docker.docker().info().await.unwrap().name.unwrap();
+    for (line, source, level) in [
+        ("hello", logspout::message::Source::Stdout, 6),
+        ("oops", logspout::message::Source::Stderr, 3),
+    ] {
+        let theirs = by_message(&theirs, "short_message", line);
+        let seconds = theirs["timestamp"].as_f64().unwrap();
+        let time =
+            chrono::DateTime::from_timestamp_millis((seconds * 1000.0).round() as i64).unwrap();
+        let message = logspout::message::Message {
+            container: info.clone(),
+            source,
+            data: bytes::Bytes::from(line),
+            time,
+        };
+        let ours = parse(&renderer.render(&message));
+        let their_fields: BTreeSet<&String> = theirs.as_object().unwrap().keys().collect();
+        let our_fields: BTreeSet<&String> = ours.as_object().unwrap().keys().collect();
+        assert_eq!(our_fields, their_fields, "ours {ours}\ntheirs {theirs}");
+        assert_eq!(theirs["level"], level);
+        for (field, value) in ours.as_object().unwrap() {
+            if field == "host" {
+                // Docker: the daemon's host name. Ours: SYSLOG_HOSTNAME (/etc/host_hostname),
+                // by default the container's host name, as in syslog lines.
+                assert_eq!(theirs[field], daemon_host.as_str());
+                assert_eq!(*value, "abc123");
+            } else {
+                assert_eq!(theirs[field], *value, "field {field}");
+            }
+        }
+    }
 }
