@@ -1,12 +1,12 @@
-//! Turns a message into the exact bytes a route sends: the syslog, raw, json or GELF adapter's
-//! output, framed for the route's transport.
+//! Turns a message into the exact bytes a route sends: the syslog, raw, json, GELF or Logstash
+//! adapter's output, framed for the route's transport.
 
 use std::collections::HashMap;
 
 use crate::message::Message;
 use crate::multiline::MultilineSettings;
 use crate::route::{AdapterKind, AdapterSpec, RouteError};
-use crate::structured::{Common, GelfRenderer, JsonRenderer};
+use crate::structured::{Common, GelfRenderer, JsonRenderer, LogstashRenderer};
 use crate::syslog::{SyslogRenderer, SyslogSettings, TcpFraming, frame};
 use crate::template::Template;
 
@@ -45,6 +45,8 @@ pub enum Renderer {
     /// A GELF object; `true`: NUL-terminated (TCP and TLS), else one datagram (chunked by
     /// the route when larger than a GELF datagram).
     Gelf(GelfRenderer, bool),
+    /// One Logstash event and a LF.
+    Logstash(LogstashRenderer),
 }
 
 impl Renderer {
@@ -70,13 +72,14 @@ impl Renderer {
                 GelfRenderer::new(Common::new(&settings.syslog.hostname, options)?),
                 spec.transport.is_stream(),
             ),
+            AdapterKind::Logstash => Self::Logstash(LogstashRenderer::new(options)),
         })
     }
 
     /// True for the adapters whose output is one JSON document per message (a piece of a line
     /// must be rendered again, never cut).
     pub fn is_structured(&self) -> bool {
-        matches!(self, Self::Json(_) | Self::Gelf(..))
+        matches!(self, Self::Json(_) | Self::Gelf(..) | Self::Logstash(_))
     }
 
     /// True for GELF over UDP: messages larger than a datagram are chunked, not split.
@@ -118,6 +121,11 @@ impl Renderer {
                 if *stream {
                     out.push(0);
                 }
+                out
+            }
+            Self::Logstash(renderer) => {
+                let mut out = Vec::with_capacity(message.data.len() + 512);
+                renderer.render(message, &mut out);
                 out
             }
         }
@@ -183,6 +191,8 @@ mod tests {
             ("gelf", b'}'),
             ("gelf+tcp", 0),
             ("gelf+tls", 0),
+            ("logstash", b'\n'),
+            ("logstash+tcp", b'\n'),
         ];
         for (adapter, last) in cases {
             let (spec, _) = AdapterSpec::resolve(adapter).unwrap();

@@ -58,6 +58,8 @@ pub enum AdapterKind {
     Json,
     /// `gelf`: GELF 1.1 as Docker's `gelf` log driver sends it.
     Gelf,
+    /// `logstash`: the event the `logspout-logstash` module writes.
+    Logstash,
 }
 
 /// How a route reaches its destination.
@@ -116,7 +118,10 @@ impl AdapterSpec {
         let parts: Vec<&str> = adapter.split('+').collect();
         let bad_transport = || RouteError::BadTransport(adapter.to_owned());
         match parts.as_slice() {
-            [kind @ ("syslog" | "raw" | "json" | "gelf"), rest @ ..] => {
+            [
+                kind @ ("syslog" | "raw" | "json" | "gelf" | "logstash"),
+                rest @ ..,
+            ] => {
                 let transport = match rest {
                     [] => Transport::Udp,
                     [name] => Transport::parse(name).ok_or_else(bad_transport)?,
@@ -126,6 +131,7 @@ impl AdapterSpec {
                     "syslog" => AdapterKind::Syslog,
                     "json" => AdapterKind::Json,
                     "gelf" => AdapterKind::Gelf,
+                    "logstash" => AdapterKind::Logstash,
                     _ => AdapterKind::Raw,
                 };
                 let spec = Self {
@@ -385,6 +391,18 @@ mod tests {
             ("gelf", AdapterKind::Gelf, Transport::Udp, "gelf"),
             ("gelf+tcp", AdapterKind::Gelf, Transport::Tcp, "gelf+tcp"),
             ("gelf+tls", AdapterKind::Gelf, Transport::Tls, "gelf+tls"),
+            (
+                "logstash",
+                AdapterKind::Logstash,
+                Transport::Udp,
+                "logstash",
+            ),
+            (
+                "logstash+tcp",
+                AdapterKind::Logstash,
+                Transport::Tcp,
+                "logstash+tcp",
+            ),
             (
                 "multiline+json+tcp",
                 AdapterKind::Json,

@@ -625,7 +625,7 @@ mod tests {
     async fn json_over_udp_splits_a_line_into_whole_objects() {
         // Quotes double in JSON: a MAX_LINE piece of them renders far above a datagram.
         let data = vec![b'"'; crate::lines::MAX_LINE];
-        for adapter in ["json"] {
+        for adapter in ["json", "logstash"] {
             let json = sink(adapter);
             json.push(&message(data.clone()), false);
             let datagrams = queued(&json).await;

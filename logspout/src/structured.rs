@@ -1,6 +1,7 @@
-//! The structured adapters' output, one JSON object per message encoded by serde_json: `json`
-//! lines and GELF 1.1 messages (with GELF's UDP chunking). Lines that are not UTF-8 are sent
-//! with U+FFFD in place of the bad bytes.
+//! The structured adapters' output: `json` lines, GELF 1.1 messages (with GELF's UDP chunking)
+//! and Logstash events as the `logspout-logstash` module writes them. Each message is one JSON
+//! object encoded by serde_json; lines that are not UTF-8 are sent with U+FFFD in place of the
+//! bad bytes.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -230,6 +231,79 @@ pub fn gelf_chunks(message: &[u8], id: [u8; 8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `logstash…` routes: the event `logspout-logstash` writes.
+#[derive(Debug, Clone)]
+pub struct LogstashRenderer {
+    labels: LabelSelection,
+    /// A line that is a JSON object is merged into the event (route option
+    /// `decode_json_logs=false` turns it off).
+    decode_json: bool,
+    /// Route options `tags` and `fields`, used when the container has no `LOGSTASH_TAGS` or
+    /// `LOGSTASH_FIELDS` of its own.
+    tags: Option<String>,
+    fields: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LogstashDocker<'a> {
+    name: &'a str,
+    id: &'a str,
+    image: &'a str,
+    hostname: &'a str,
+    labels: BTreeMap<&'a str, &'a str>,
+}
+
+impl LogstashRenderer {
+    pub fn new(options: &HashMap<String, String>) -> Self {
+        Self {
+            labels: LabelSelection::from_options(options),
+            decode_json: options.get("decode_json_logs").map(String::as_str) != Some("false"),
+            tags: options.get("tags").cloned(),
+            fields: options.get("fields").cloned(),
+        }
+    }
+
+    /// Appends the event and a LF to `out`.
+    pub fn render(&self, m: &Message, out: &mut Vec<u8>) {
+        let c = &*m.container;
+        let mut event = match self.decode_json {
+            true => serde_json::from_slice::<Map<String, Value>>(&m.data).ok(),
+            false => None,
+        }
+        .unwrap_or_else(|| {
+            let mut event = Map::new();
+            event.insert("message".into(), text(&m.data).into());
+            event
+        });
+        let docker = LogstashDocker {
+            name: &c.name,
+            id: &c.id,
+            image: &c.image,
+            hostname: &c.hostname,
+            labels: self.labels.select(c),
+        };
+        event.insert(
+            "docker".into(),
+            serde_json::to_value(&docker).unwrap_or_default(),
+        );
+        event.insert("stream".into(), m.source.as_str().into());
+        let tags = c
+            .env_var("LOGSTASH_TAGS")
+            .or(self.tags.as_deref())
+            .filter(|t| !t.is_empty());
+        let tags: Vec<&str> = tags.map(|t| t.split(',').collect()).unwrap_or_default();
+        event.insert("tags".into(), tags.into());
+        let fields = c.env_var("LOGSTASH_FIELDS").or(self.fields.as_deref());
+        for field in fields.into_iter().flat_map(|f| f.split(',')) {
+            if let Some((key, value)) = field.split_once('=') {
+                event.insert(key.to_owned(), value.into());
+            }
+        }
+        out.extend_from_slice(&to_vec(&event));
+        out.push(b'\n');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +333,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
+            env: vec!["LOGSTASH_TAGS=a,b".into()],
             inspect: Arc::new(inspect),
             ..ContainerInfo::default()
         })
@@ -381,6 +456,13 @@ mod tests {
                 assert_eq!(v["_a_b_c"], "é");
                 assert_eq!(v["_"], "");
                 assert!(v.get("_id").is_none(), "{v}");
+
+                let mut logstash = Vec::new();
+                LogstashRenderer::new(&options(&[])).render(&m, &mut logstash);
+                assert_eq!(logstash.iter().filter(|&&b| b == b'\n').count(), 1);
+                let v = json_of(&logstash);
+                assert_eq!(v["docker"]["labels"]["id"], "\\");
+                assert_eq!(v["stream"], source.as_str());
             }
         }
     }
@@ -452,5 +534,60 @@ mod tests {
         GelfRenderer::new(common(&[("labels", "_")])).render(&m, &mut out);
         assert_eq!(json_of(&out)["_own"], "x");
         assert!(json_of(&out).get("_version").is_none());
+    }
+
+    #[test]
+    fn logstash_events_follow_logspout_logstash() {
+        let c = container(&[("app", "web")]);
+        let cases: [(Opts, &[u8], Value); 4] = [
+            (&[], b"plain", serde_json::json!({"message": "plain"})),
+            (
+                &[],
+                b"{\"level\":\"info\",\"stream\":\"spoof\",\"n\":1}",
+                serde_json::json!({"level": "info", "n": 1}),
+            ),
+            (
+                &[("decode_json_logs", "false")],
+                b"{\"n\":1}",
+                serde_json::json!({"message": "{\"n\":1}"}),
+            ),
+            (&[], b"[1,2]", serde_json::json!({"message": "[1,2]"})),
+        ];
+        for (opts, line, extra) in cases {
+            let m = message(c.clone(), Source::Stdout, line);
+            let mut out = Vec::new();
+            LogstashRenderer::new(&options(opts)).render(&m, &mut out);
+            let mut expected = serde_json::json!({
+                "docker": {
+                    "name": "/web",
+                    "id": ID,
+                    "image": "busybox:latest",
+                    "hostname": "abc123",
+                    "labels": {"app": "web"},
+                },
+                "stream": "stdout",
+                "tags": ["a", "b"],
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                expected[k] = v.clone();
+            }
+            assert_eq!(json_of(&out), expected, "{}", String::from_utf8_lossy(line));
+        }
+        let bare = Arc::new(ContainerInfo {
+            env: Vec::new(),
+            ..ContainerInfo::clone(&c)
+        });
+        let m = message(bare, Source::Stderr, b"x");
+        let mut out = Vec::new();
+        LogstashRenderer::new(&options(&[
+            ("tags", "t1"),
+            ("fields", "env=prod,bad,k=v=w"),
+        ]))
+        .render(&m, &mut out);
+        let v = json_of(&out);
+        assert_eq!(v["tags"], serde_json::json!(["t1"]));
+        assert_eq!(v["env"], "prod");
+        assert_eq!(v["k"], "v=w");
+        assert_eq!(v["stream"], "stderr");
     }
 }

@@ -1,6 +1,7 @@
 //! The structured adapters end to end: real containers, logspout as a process, real UDP, TCP
-//! and TLS receivers on 127.0.0.1: `json` lines, and GELF (chunked over UDP, NUL-delimited
-//! over TCP, compared with what Docker's own `gelf` log driver sends for the same container).
+//! and TLS receivers on 127.0.0.1: `json` lines, GELF (chunked over UDP, NUL-delimited over
+//! TCP, compared with what Docker's own `gelf` log driver sends for the same container) and
+//! Logstash events.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -393,4 +394,62 @@ async fn our_gelf_matches_what_dockers_gelf_driver_sends() {
             }
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logstash_events_over_udp_and_tcp_merge_json_lines() {
+    let (udp_port, udp) = udp_receiver().await;
+    let (tcp_port, tcp) = tcp_receiver().await;
+    let docker = TestDocker::connect().await;
+    let name = unique("ls-logstash");
+    let routes = format!(
+        "logstash://127.0.0.1:{udp_port}?filter.name={name}&labels=app,\
+         logstash+tcp://127.0.0.1:{tcp_port}?filter.name={name}&labels=app&decode_json_logs=false"
+    );
+    let _logspout = Logspout::start(Some(&routes), &[]).await;
+    let container = docker
+        .run(
+            ContainerSpec::shell("echo plain; echo '{\"level\":\"warn\",\"n\":2}' >&2; sleep 30")
+                .name(&name)
+                .hostname("abc123")
+                .label("app", "web")
+                .env("LOGSTASH_TAGS", "docker,prod")
+                .env("LOGSTASH_FIELDS", "env=test"),
+        )
+        .await;
+    let udp_objects = wait_objects("2 Logstash datagrams", 2, || {
+        udp.lock().unwrap().iter().map(|d| parse(d)).collect()
+    })
+    .await;
+    let tcp_objects = wait_objects("2 Logstash lines over TCP", 2, || {
+        stream_objects(&tcp, b'\n')
+    })
+    .await;
+    let docker_info = serde_json::json!({
+        "name": format!("/{name}"),
+        "id": container.id(),
+        "image": TEST_IMAGE,
+        "hostname": "abc123",
+        "labels": {"app": "web"},
+    });
+    let common = serde_json::json!({
+        "docker": docker_info,
+        "tags": ["docker", "prod"],
+        "env": "test",
+    });
+    let with = |extra: Value| {
+        let mut event = common.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            event[k] = v.clone();
+        }
+        event
+    };
+    let plain = with(serde_json::json!({"message": "plain", "stream": "stdout"}));
+    let merged = with(serde_json::json!({"level": "warn", "n": 2, "stream": "stderr"}));
+    let kept =
+        with(serde_json::json!({"message": "{\"level\":\"warn\",\"n\":2}", "stream": "stderr"}));
+    assert!(udp_objects.contains(&plain), "{udp_objects:?}");
+    assert!(udp_objects.contains(&merged), "{udp_objects:?}");
+    assert!(tcp_objects.contains(&plain), "{tcp_objects:?}");
+    assert!(tcp_objects.contains(&kept), "{tcp_objects:?}");
 }
