@@ -420,6 +420,23 @@ mod tests {
     }
 
     #[test]
+    fn a_label_list_in_a_route_uri_is_written_with_an_encoded_comma() {
+        let uris = crate::route::split_route_uris(
+            "json+tcp://127.0.0.1:9?labels=com.example.%2Capp,gelf://127.0.0.1:9",
+            |_| None,
+        );
+        assert_eq!(uris.len(), 2, "{uris:?}");
+        let route = crate::route::Route::from_uri(&uris[0]).unwrap();
+        let options: HashMap<String, String> = route.options.into_iter().collect();
+        let c = container(&[("app", "1"), ("com.example.x", "2"), ("other", "3")]);
+        let keys: Vec<&str> = LabelSelection::from_options(&options)
+            .select(&c)
+            .into_keys()
+            .collect();
+        assert_eq!(keys, ["app", "com.example.x"]);
+    }
+
+    #[test]
     fn hostile_labels_and_lines_stay_one_valid_object_per_line() {
         let c = container(&[
             ("\"},\n{\"x", "\n\r\t\u{0}\u{2028}"),
