@@ -1,11 +1,12 @@
-//! Turns a message into the exact bytes a route sends: the syslog or raw adapter's output,
-//! framed for the route's transport.
+//! Turns a message into the exact bytes a route sends: the syslog, raw, json, GELF or Logstash
+//! adapter's output, framed for the route's transport.
 
 use std::collections::HashMap;
 
 use crate::message::Message;
 use crate::multiline::MultilineSettings;
 use crate::route::{AdapterKind, AdapterSpec, RouteError};
+use crate::structured::{Common, GelfRenderer, JsonRenderer, LogstashRenderer};
 use crate::syslog::{SyslogRenderer, SyslogSettings, TcpFraming, frame};
 use crate::template::Template;
 
@@ -39,6 +40,13 @@ pub enum Renderer {
     Syslog(SyslogRenderer, Option<TcpFraming>),
     /// The `RAW_FORMAT` template, unframed.
     Raw(Template),
+    /// One JSON object and a LF.
+    Json(JsonRenderer),
+    /// A GELF object; `true`: NUL-terminated (TCP and TLS), else one datagram (chunked by
+    /// the route when larger than a GELF datagram).
+    Gelf(GelfRenderer, bool),
+    /// One Logstash event and a LF.
+    Logstash(LogstashRenderer),
 }
 
 impl Renderer {
@@ -56,7 +64,27 @@ impl Renderer {
                 Self::Syslog(SyslogRenderer::new(&settings.syslog, options)?, framing)
             }
             AdapterKind::Raw => Self::Raw(Template::compile("RAW_FORMAT", &settings.raw_format)?),
+            AdapterKind::Json => Self::Json(JsonRenderer::new(Common::new(
+                &settings.syslog.hostname,
+                options,
+            )?)),
+            AdapterKind::Gelf => Self::Gelf(
+                GelfRenderer::new(Common::new(&settings.syslog.hostname, options)?),
+                spec.transport.is_stream(),
+            ),
+            AdapterKind::Logstash => Self::Logstash(LogstashRenderer::new(options)),
         })
+    }
+
+    /// True for the adapters whose output is one JSON document per message (a piece of a line
+    /// must be rendered again, never cut).
+    pub fn is_structured(&self) -> bool {
+        matches!(self, Self::Json(_) | Self::Gelf(..) | Self::Logstash(_))
+    }
+
+    /// True for GELF over UDP: messages larger than a datagram are chunked, not split.
+    pub fn is_gelf_datagram(&self) -> bool {
+        matches!(self, Self::Gelf(_, false))
     }
 
     /// The bytes to send for `message` (one datagram on UDP).
@@ -80,6 +108,24 @@ impl Renderer {
             Self::Raw(template) => {
                 let mut out = Vec::with_capacity(message.data.len() + 1);
                 template.render(message, &mut out);
+                out
+            }
+            Self::Json(renderer) => {
+                let mut out = Vec::with_capacity(message.data.len() + 512);
+                renderer.render(message, &mut out);
+                out
+            }
+            Self::Gelf(renderer, stream) => {
+                let mut out = Vec::with_capacity(message.data.len() + 768);
+                renderer.render(message, &mut out);
+                if *stream {
+                    out.push(0);
+                }
+                out
+            }
+            Self::Logstash(renderer) => {
+                let mut out = Vec::with_capacity(message.data.len() + 512);
+                renderer.render(message, &mut out);
                 out
             }
         }
@@ -133,6 +179,35 @@ mod tests {
                 expected,
                 "{format}"
             );
+        }
+    }
+
+    #[test]
+    fn structured_routes_frame_for_their_transport() {
+        let cases = [
+            ("json", b'\n'),
+            ("json+tcp", b'\n'),
+            ("json+tls", b'\n'),
+            ("gelf", b'}'),
+            ("gelf+tcp", 0),
+            ("gelf+tls", 0),
+            ("logstash", b'\n'),
+            ("logstash+tcp", b'\n'),
+        ];
+        for (adapter, last) in cases {
+            let (spec, _) = AdapterSpec::resolve(adapter).unwrap();
+            let renderer =
+                Renderer::new(spec, &AdapterSettings::default(), &HashMap::new()).unwrap();
+            let out = renderer.render(&hello("hi"));
+            assert_eq!(out.last(), Some(&last), "{adapter}");
+            let body = out
+                .strip_suffix(&[last])
+                .filter(|_| last != b'}')
+                .unwrap_or(&out);
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert!(v.is_object(), "{adapter}");
+            assert!(renderer.is_structured());
+            assert_eq!(renderer.is_gelf_datagram(), adapter == "gelf");
         }
     }
 

@@ -54,6 +54,12 @@ pub struct Route {
 pub enum AdapterKind {
     Syslog,
     Raw,
+    /// `json`: one JSON object per line with container metadata.
+    Json,
+    /// `gelf`: GELF 1.1 as Docker's `gelf` log driver sends it.
+    Gelf,
+    /// `logstash`: the event the `logspout-logstash` module writes.
+    Logstash,
 }
 
 /// How a route reaches its destination.
@@ -112,16 +118,21 @@ impl AdapterSpec {
         let parts: Vec<&str> = adapter.split('+').collect();
         let bad_transport = || RouteError::BadTransport(adapter.to_owned());
         match parts.as_slice() {
-            [kind @ ("syslog" | "raw"), rest @ ..] => {
+            [
+                kind @ ("syslog" | "raw" | "json" | "gelf" | "logstash"),
+                rest @ ..,
+            ] => {
                 let transport = match rest {
                     [] => Transport::Udp,
                     [name] => Transport::parse(name).ok_or_else(bad_transport)?,
                     _ => return Err(bad_transport()),
                 };
-                let kind = if *kind == "syslog" {
-                    AdapterKind::Syslog
-                } else {
-                    AdapterKind::Raw
+                let kind = match *kind {
+                    "syslog" => AdapterKind::Syslog,
+                    "json" => AdapterKind::Json,
+                    "gelf" => AdapterKind::Gelf,
+                    "logstash" => AdapterKind::Logstash,
+                    _ => AdapterKind::Raw,
                 };
                 let spec = Self {
                     kind,
@@ -373,6 +384,31 @@ mod tests {
                 "syslog+tls",
             ),
             ("raw", AdapterKind::Raw, Transport::Udp, "raw"),
+            ("json", AdapterKind::Json, Transport::Udp, "json"),
+            ("json+udp", AdapterKind::Json, Transport::Udp, "json+udp"),
+            ("json+tcp", AdapterKind::Json, Transport::Tcp, "json+tcp"),
+            ("json+tls", AdapterKind::Json, Transport::Tls, "json+tls"),
+            ("gelf", AdapterKind::Gelf, Transport::Udp, "gelf"),
+            ("gelf+tcp", AdapterKind::Gelf, Transport::Tcp, "gelf+tcp"),
+            ("gelf+tls", AdapterKind::Gelf, Transport::Tls, "gelf+tls"),
+            (
+                "logstash",
+                AdapterKind::Logstash,
+                Transport::Udp,
+                "logstash",
+            ),
+            (
+                "logstash+tcp",
+                AdapterKind::Logstash,
+                Transport::Tcp,
+                "logstash+tcp",
+            ),
+            (
+                "multiline+json+tcp",
+                AdapterKind::Json,
+                Transport::Tcp,
+                "multiline+json+tcp",
+            ),
             ("raw+tcp", AdapterKind::Raw, Transport::Tcp, "raw+tcp"),
             ("udp", AdapterKind::Raw, Transport::Udp, "raw+udp"),
             ("tcp", AdapterKind::Raw, Transport::Tcp, "raw+tcp"),
@@ -408,6 +444,9 @@ mod tests {
             ("foo", "bad adapter: foo"),
             ("", "bad adapter: "),
             ("syslog+foo", "bad transport: syslog+foo"),
+            ("json+foo", "bad transport: json+foo"),
+            ("gelf+tcp+x", "bad transport: gelf+tcp+x"),
+            ("tcp+json", "bad transport: tcp+json"),
             ("syslog+tcp+x", "bad transport: syslog+tcp+x"),
             ("tcp+tls", "bad transport: tcp+tls"),
             ("udp+tcp", "bad transport: udp+tcp"),

@@ -25,6 +25,7 @@ use crate::queue::RouteQueue;
 use crate::render::{AdapterSettings, Renderer};
 use crate::route::{Route, RouteError, Transport};
 use crate::sender::Sender;
+use crate::structured::{GELF_CHUNK_BYTES, GELF_MAX_CHUNKS, gelf_chunks};
 use crate::tls::TlsSettings;
 
 /// Everything a route needs besides its own definition.
@@ -79,6 +80,10 @@ impl RouteSink {
     /// is sent as several, each with its own header (counted).
     fn push(&self, message: &Message, quietly: bool) {
         let rendered = self.renderer.render(message);
+        if self.udp && self.renderer.is_gelf_datagram() {
+            self.push_gelf(rendered, quietly);
+            return;
+        }
         if self.udp && rendered.len() > MAX_DATAGRAM {
             self.udp_oversize.inc();
             for datagram in self.datagrams(message, rendered) {
@@ -89,12 +94,42 @@ impl RouteSink {
         self.enqueue(Bytes::from(rendered), quietly);
     }
 
+    /// A GELF message over UDP: one datagram, or GELF chunks (counted as oversize) queued as
+    /// one entry the sender writes chunk by chunk; a message needing more than
+    /// [`GELF_MAX_CHUNKS`] chunks is dropped (counted).
+    fn push_gelf(&self, rendered: Vec<u8>, quietly: bool) {
+        if rendered.len() <= GELF_CHUNK_BYTES {
+            self.enqueue(Bytes::from(rendered), quietly);
+            return;
+        }
+        self.udp_oversize.inc();
+        match gelf_chunks(&rendered, rand::random()) {
+            Some(chunks) => self.enqueue(Bytes::from(chunks), quietly),
+            None => {
+                self.dropped.inc();
+                if self.drop_log.event(Instant::now()) != Report::Quiet {
+                    tracing::warn!(route = %self.id, address = %self.address, bytes = rendered.len(),
+                        "GELF message needs more than {GELF_MAX_CHUNKS} chunks, dropped");
+                }
+            }
+        }
+    }
+
     /// `message` (whose rendering is `rendered`, too large) as datagrams of at most
     /// [`MAX_DATAGRAM`] bytes: the line split (at a UTF-8 character boundary where there is
     /// one) into pieces that fit with the header, or the rendering cut when the header alone
     /// leaves no room.
     fn datagrams(&self, message: &Message, rendered: Vec<u8>) -> Vec<Vec<u8>> {
-        let overhead = rendered.len().saturating_sub(message.data.len());
+        let overhead = if self.renderer.is_structured() {
+            // The line is escaped: measure what the object takes without it.
+            let empty = Message {
+                data: Bytes::new(),
+                ..message.clone()
+            };
+            self.renderer.render(&empty).len()
+        } else {
+            rendered.len().saturating_sub(message.data.len())
+        };
         let room = MAX_DATAGRAM.saturating_sub(overhead);
         if room < MIN_DATAGRAM_ROOM {
             return vec![cut_to_datagram(rendered)];
@@ -107,10 +142,36 @@ impl RouteSink {
                 data: piece,
                 ..message.clone()
             };
-            // A template that escapes the line (`toJSON`) can still make a piece too large.
-            out.push(cut_to_datagram(self.renderer.render(&part)));
+            self.push_piece(part, &mut out);
         }
         out
+    }
+
+    /// Renders one piece of a split line. A template that escapes the line (`toJSON`) can
+    /// still make a piece too large: cut, except for structured adapters, whose piece is
+    /// halved until it fits (a cut JSON document would be useless).
+    fn push_piece(&self, part: Message, out: &mut Vec<Vec<u8>>) {
+        let rendered = self.renderer.render(&part);
+        if rendered.len() <= MAX_DATAGRAM || !self.renderer.is_structured() {
+            out.push(cut_to_datagram(rendered));
+            return;
+        }
+        let half = char_boundary_at_most(&part.data, part.data.len() / 2);
+        if half == 0 || half >= part.data.len() {
+            out.push(cut_to_datagram(rendered));
+            return;
+        }
+        let mut first = part.data.clone();
+        let second = first.split_off(half);
+        for data in [first, second] {
+            self.push_piece(
+                Message {
+                    data,
+                    ..part.clone()
+                },
+                out,
+            );
+        }
     }
 
     /// Queues one rendered message, counting it and what the queue dropped for it.
@@ -283,6 +344,9 @@ impl RouteTable {
             backoff: self.ctx.backoff,
             timeouts: self.ctx.timeouts,
             retry_count: self.ctx.retry_count,
+            datagram_chunks: (spec.transport == Transport::Udp
+                && spec.kind == crate::route::AdapterKind::Gelf)
+                .then_some(GELF_CHUNK_BYTES),
         };
         self.senders.spawn(sender.run(cancel.clone()));
         let active = Arc::new(ActiveRoute {
@@ -555,6 +619,61 @@ mod tests {
             .await
             .map(|(_, b)| b)
             .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn json_over_udp_splits_a_line_into_whole_objects() {
+        // Quotes double in JSON: a MAX_LINE piece of them renders far above a datagram.
+        let data = vec![b'"'; crate::lines::MAX_LINE];
+        for adapter in ["json", "logstash"] {
+            let json = sink(adapter);
+            json.push(&message(data.clone()), false);
+            let datagrams = queued(&json).await;
+            assert!(
+                datagrams.len() > 2,
+                "{adapter}: {} datagrams",
+                datagrams.len()
+            );
+            let mut joined = String::new();
+            for d in &datagrams {
+                assert!(d.len() <= MAX_DATAGRAM, "datagram of {} bytes", d.len());
+                let v: serde_json::Value = serde_json::from_slice(d).unwrap();
+                joined.push_str(v["message"].as_str().unwrap());
+            }
+            assert_eq!(
+                joined.as_bytes(),
+                data,
+                "{adapter}: the pieces are the line"
+            );
+            assert_eq!(json.udp_oversize.get(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn gelf_over_udp_is_chunked_as_one_message_or_dropped() {
+        let gelf = sink("gelf");
+        gelf.push(&message(b"small".to_vec()), false);
+        gelf.push(&message(vec![b'x'; 20_000]), false);
+        // 128 chunks of 8,180 bytes cannot hold 200,000 NULs escaped as \u0000 each (a
+        // merged multiline group can be that long).
+        gelf.push(&message(vec![0; 200_000]), false);
+        let queued = queued(&gelf).await;
+        assert_eq!(queued.len(), 2, "the third was dropped");
+        assert!(queued[0].starts_with(b"{"));
+        let chunks: Vec<&[u8]> = queued[1].chunks(GELF_CHUNK_BYTES).collect();
+        assert_eq!(chunks.len(), 3);
+        let mut joined = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk[..2], [0x1e, 0x0f]);
+            assert_eq!(chunk[2..10], chunks[0][2..10], "one message ID");
+            assert_eq!((usize::from(chunk[10]), chunk[11]), (i, 3));
+            joined.extend_from_slice(&chunk[12..]);
+        }
+        let v: serde_json::Value = serde_json::from_slice(&joined).unwrap();
+        assert_eq!(v["short_message"].as_str().map(str::len), Some(20_000));
+        assert_eq!(gelf.udp_oversize.get(), 2);
+        assert_eq!(gelf.dropped.get(), 1);
+        assert_eq!(gelf.queued.get(), 2);
     }
 
     #[tokio::test]

@@ -86,6 +86,9 @@ pub struct Sender {
     /// route is reported at error level once (the original gave up and crashed there); it
     /// keeps retrying.
     pub retry_count: u32,
+    /// UDP only: a queued message longer than this is several datagrams of this size (the
+    /// last shorter), written in order: GELF chunks, queued as one message.
+    pub datagram_chunks: Option<usize>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -262,7 +265,7 @@ impl Sender {
             }
             let sent = tokio::select! {
                 _ = cancel.cancelled() => return,
-                sent = conn.send(&batch, self.timeouts.write) => sent,
+                sent = conn.send(&batch, self.timeouts.write, self.datagram_chunks) => sent,
             };
             match sent {
                 Ok(undeliverable) => {
@@ -453,17 +456,29 @@ impl Connection {
     }
 
     /// Writes the batch, a stream within `limit`. Returns how many messages UDP could not
-    /// deliver (dropped).
-    async fn send(&mut self, batch: &[Bytes], limit: Duration) -> io::Result<usize> {
+    /// deliver (dropped). With `chunks`, a UDP message is written as datagrams of that size.
+    async fn send(
+        &mut self,
+        batch: &[Bytes],
+        limit: Duration,
+        chunks: Option<usize>,
+    ) -> io::Result<usize> {
         match self {
             Self::Udp(socket, _) => {
                 let mut undeliverable = 0;
-                for datagram in batch {
-                    // A refused earlier datagram surfaces as an error on the next send; retry once.
-                    if socket.send(datagram).await.is_err() && socket.send(datagram).await.is_err()
-                    {
-                        undeliverable += 1;
+                for message in batch {
+                    let size = chunks.unwrap_or(message.len()).max(1);
+                    let mut failed = false;
+                    for datagram in message.chunks(size) {
+                        // A refused earlier datagram surfaces as an error on the next send;
+                        // retry once.
+                        if socket.send(datagram).await.is_err()
+                            && socket.send(datagram).await.is_err()
+                        {
+                            failed = true;
+                        }
                     }
+                    undeliverable += usize::from(failed);
                 }
                 Ok(undeliverable)
             }

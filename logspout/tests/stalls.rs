@@ -95,6 +95,7 @@ impl Route {
             backoff: config.sender_backoff,
             timeouts: SHORT,
             retry_count: config.retry_count,
+            datagram_chunks: None,
         };
         tokio::spawn(sender.run(cancel.clone()));
         Self {

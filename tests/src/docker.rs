@@ -10,7 +10,8 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, HealthConfig, HostConfig, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, HealthConfig, HostConfig, HostConfigLogConfig,
+    PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, KillContainerOptionsBuilder,
@@ -164,6 +165,7 @@ pub struct ContainerSpec {
     network_mode: Option<String>,
     tty: bool,
     healthcheck: Option<HealthConfig>,
+    log_config: Option<(String, HashMap<String, String>)>,
 }
 
 impl ContainerSpec {
@@ -180,6 +182,7 @@ impl ContainerSpec {
             network_mode: None,
             tty: false,
             healthcheck: None,
+            log_config: None,
         }
     }
 
@@ -261,6 +264,16 @@ impl ContainerSpec {
     }
 
     /// `host`, `none`, `container:<id>` or the name of a network the test created.
+    /// Docker's log driver for the container and its options (`--log-driver`, `--log-opt`).
+    pub fn log_driver(mut self, driver: &str, options: &[(&str, &str)]) -> Self {
+        let options = options
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.log_config = Some((driver.to_owned(), options));
+        self
+    }
+
     pub fn network_mode(mut self, mode: &str) -> Self {
         self.network_mode = Some(mode.to_owned());
         self
@@ -319,6 +332,10 @@ impl ContainerSpec {
             host_config: Some(HostConfig {
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
                 network_mode: self.network_mode,
+                log_config: self.log_config.map(|(typ, config)| HostConfigLogConfig {
+                    typ: Some(typ),
+                    config: Some(config),
+                }),
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
