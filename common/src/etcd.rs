@@ -215,6 +215,16 @@ impl EtcdSettings {
     }
 }
 
+/// How every component retries etcd when it cannot be reached, read or written: 250 ms
+/// doubling to 5 s, jittered, until it answers (waits taken through [`pause_unless_answering`]
+/// end as soon as etcd answers again).
+pub fn retry_policy() -> crate::backoff::Backoff {
+    crate::backoff::Backoff {
+        max_delay: Duration::from_secs(5),
+        ..crate::backoff::Backoff::default()
+    }
+}
+
 /// How often [`pause_unless_answering`] asks etcd whether it answers again.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 /// Bound on one probe (a healthy member answers a count-only read in milliseconds).

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
-use common::backoff::Backoff;
 use etcd_client::{Client, LeaseKeepAliveStream, LeaseKeeper, PutOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -179,10 +178,7 @@ impl RegistryWriter {
     /// A failed flush is retried after a backoff step, or as soon as a probe finds etcd answering
     /// again, whichever comes first; a lost lease is replaced and everything written at once.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
-        let retry_policy = Backoff {
-            max_delay: Duration::from_secs(5),
-            ..Backoff::default()
-        };
+        let retry_policy = common::etcd::retry_policy();
         let mut delays = retry_policy.delays();
         let mut retry_at: Option<Instant> = None;
         let mut dirty = false;

@@ -117,7 +117,7 @@ pub async fn run_with(
     let shared = Arc::new(shared);
 
     let mut watcher = Watcher::new(client, config.schema.clone(), shared.clone());
-    let retry = watcher::etcd_backoff();
+    let retry = common::etcd::retry_policy();
     let mut delays = retry.delays();
     let revision = loop {
         match watcher.load().await {
@@ -187,7 +187,7 @@ pub async fn run_with(
 
 /// Connects to etcd, retrying until it answers; `None` if shut down first.
 async fn connect(config: &Config, shutdown: &CancellationToken) -> Option<Client> {
-    let retry = watcher::etcd_backoff();
+    let retry = common::etcd::retry_policy();
     retry
         .retry("connect to etcd", shutdown, || config.etcd.connect())
         .await
@@ -202,7 +202,7 @@ async fn read_settings(
     shutdown: &CancellationToken,
 ) -> Result<Option<Settings>, ConfigError> {
     let key = config.schema.config_key();
-    let retry = watcher::etcd_backoff();
+    let retry = common::etcd::retry_policy();
     let response = retry
         .retry("read the configuration from etcd", shutdown, || {
             let mut client = client.clone();

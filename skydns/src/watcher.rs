@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Backoff, KeySchema};
+use common::KeySchema;
 use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +26,6 @@ const WATCH_CREATE_TIMEOUT: Duration = Duration::from_secs(5);
 const LEASE_READ_TIMEOUT: Duration = Duration::from_secs(1);
 /// Keys per page when reading the whole prefix.
 const LIST_PAGE: i64 = 5000;
-
-/// How etcd is retried when it cannot be reached or read: exponential, at most 10 s apart.
-pub(crate) fn etcd_backoff() -> Backoff {
-    Backoff {
-        max_delay: Duration::from_secs(10),
-        ..Backoff::default()
-    }
-}
 
 /// The smallest key greater than every key starting with `prefix` (etcd's range end).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
@@ -142,7 +134,7 @@ impl Watcher {
     /// Follows etcd until shutdown: watch from `revision + 1`, and after any failure re-read
     /// everything (with backoff) and watch again.
     pub async fn run(mut self, mut revision: i64, shutdown: CancellationToken) {
-        let backoff = etcd_backoff();
+        let backoff = common::etcd::retry_policy();
         loop {
             match self.watch(revision + 1, &shutdown).await {
                 Ok(()) => return,
