@@ -6,7 +6,6 @@
 //! with it, and the tests build fixtures with it: there is no other definition of the layout.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 /// The prefix the originals use when none is configured (`-path-prefix` in SkyDNS).
@@ -123,34 +122,9 @@ impl DomainName {
         Ok(Self { labels })
     }
 
-    /// The reverse-zone name of an address: `1.0.0.10.in-addr.arpa.` or the 32 nibbles of
-    /// `ip6.arpa.`.
-    pub fn reverse(ip: IpAddr) -> Self {
-        let mut labels: Vec<String> = match ip {
-            IpAddr::V4(v4) => v4.octets().iter().rev().map(u8::to_string).collect(),
-            IpAddr::V6(v6) => v6
-                .octets()
-                .iter()
-                .rev()
-                .flat_map(|b| [b & 0x0f, b >> 4])
-                .map(|nibble| format!("{nibble:x}"))
-                .collect(),
-        };
-        match ip {
-            IpAddr::V4(_) => labels.extend(["in-addr".to_owned(), "arpa".to_owned()]),
-            IpAddr::V6(_) => labels.extend(["ip6".to_owned(), "arpa".to_owned()]),
-        }
-        Self { labels }
-    }
-
     /// Labels in name order.
     pub fn labels(&self) -> &[String] {
         &self.labels
-    }
-
-    /// True for the root name.
-    pub fn is_root(&self) -> bool {
-        self.labels.is_empty()
     }
 
     /// Number of labels (0 for the root).
@@ -165,18 +139,6 @@ impl DomainName {
         labels.push(label);
         labels.extend(self.labels.iter().cloned());
         Self::from_labels(labels)
-    }
-
-    /// True when `self` equals `zone` or lies below it, compared label by label (so
-    /// `endocode.com.` is not inside `ndocode.com.`).
-    pub fn is_within(&self, zone: &DomainName) -> bool {
-        self.labels.len() >= zone.labels.len()
-            && self.labels[self.labels.len() - zone.labels.len()..] == zone.labels[..]
-    }
-
-    /// True when any label is a wildcard (`*` or `any`).
-    pub fn has_wildcard(&self) -> bool {
-        self.labels.iter().any(|l| is_wildcard_label(l))
     }
 
     /// The name in presentation form with the trailing dot (`.` for the root).
@@ -204,14 +166,6 @@ impl FromStr for DomainName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
-}
-
-/// What to fetch from etcd for a query name: the key of the name, or for a name with wildcard
-/// labels the key just above the wildcard nearest the root (every match lies below it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LookupKey {
-    pub key: String,
-    pub wildcard: bool,
 }
 
 /// The key layout under one prefix (default `/skydns`).
@@ -276,32 +230,6 @@ impl KeySchema {
     /// Parses `name` and returns its key.
     pub fn key_for(&self, name: &str) -> Result<String, KeyError> {
         Ok(self.key(&DomainName::parse(name)?))
-    }
-
-    /// The key of the PTR record of an address: `/skydns/arpa/in-addr/10/0/0/1`.
-    pub fn reverse_key(&self, ip: IpAddr) -> String {
-        self.key(&DomainName::reverse(ip))
-    }
-
-    /// What to fetch for a query: a name with a wildcard label is cut just before the wildcard
-    /// nearest the root, and every key below that point is a candidate.
-    pub fn lookup_key(&self, name: &DomainName) -> LookupKey {
-        let labels = name.labels();
-        match labels.iter().rposition(|l| is_wildcard_label(l)) {
-            None => LookupKey {
-                key: self.key(name),
-                wildcard: false,
-            },
-            Some(pos) => {
-                let above = DomainName {
-                    labels: labels[pos + 1..].to_vec(),
-                };
-                LookupKey {
-                    key: self.key(&above),
-                    wildcard: true,
-                }
-            }
-        }
     }
 
     /// The path segments of a key below the prefix, in key order (root first), not validated.
@@ -564,66 +492,6 @@ mod tests {
     }
 
     #[test]
-    fn reverse_zone_names_and_keys() {
-        let schema = KeySchema::default();
-        let v4: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(
-            DomainName::reverse(v4).to_string(),
-            "1.0.0.10.in-addr.arpa."
-        );
-        assert_eq!(schema.reverse_key(v4), "/skydns/arpa/in-addr/10/0/0/1");
-        let v6: IpAddr = "2001:db8::1".parse().unwrap();
-        let name = DomainName::reverse(v6);
-        assert_eq!(name.label_count(), 34);
-        assert_eq!(
-            name.to_string(),
-            "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa."
-        );
-        assert_eq!(
-            schema.reverse_key(v6),
-            "/skydns/arpa/ip6/2/0/0/1/0/d/b/8/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/0/1"
-        );
-    }
-
-    #[test]
-    fn wildcards_cut_the_lookup_key_at_the_wildcard_nearest_the_root() {
-        let schema = KeySchema::default();
-        let cases = [
-            ("production.*.skydns.test.", "/skydns/test/skydns", true),
-            (
-                "*.any.region1.skydns.test.",
-                "/skydns/test/skydns/region1",
-                true,
-            ),
-            ("a.ANY.b.test.", "/skydns/test/b", true),
-            ("web.skydns.test.", "/skydns/test/skydns/web", false),
-            ("*.", "/skydns", true),
-        ];
-        for (name, key, wildcard) in cases {
-            let parsed = DomainName::parse(name).unwrap();
-            assert_eq!(parsed.has_wildcard(), wildcard, "{name}");
-            assert_eq!(
-                schema.lookup_key(&parsed),
-                LookupKey {
-                    key: key.into(),
-                    wildcard
-                },
-                "{name}"
-            );
-        }
-    }
-
-    #[test]
-    fn zone_membership_is_by_label() {
-        let zone = DomainName::parse("ndocode.com").unwrap();
-        assert!(!DomainName::parse("endocode.com").unwrap().is_within(&zone));
-        assert!(DomainName::parse("a.ndocode.com").unwrap().is_within(&zone));
-        assert!(zone.is_within(&zone));
-        assert!(zone.is_within(&DomainName::root()));
-        assert!(!DomainName::root().is_within(&zone));
-    }
-
-    #[test]
     fn service_keys_use_dns_safe_ids() {
         let schema = KeySchema::default();
         let domain = DomainName::parse("staging.example.local").unwrap();
@@ -699,12 +567,6 @@ mod tests {
             prop_assert!(label != "*");
         }
 
-        #[test]
-        fn reverse_names_are_valid_names(a in any::<[u8; 4]>(), b in any::<[u8; 16]>()) {
-            for ip in [IpAddr::from(a), IpAddr::from(b)] {
-                let name = DomainName::reverse(ip);
-                prop_assert_eq!(DomainName::parse(&name.to_fqdn()).unwrap(), name);
-            }
-        }
+
     }
 }
