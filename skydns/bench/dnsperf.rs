@@ -4,7 +4,11 @@
 //! the QPS dnsperf measures and their ratio, for three cases: one name with two records,
 //! 10,000 names, and 1,000 SRV records under one name (EDNS, truncated). Then the propagation
 //! latency (etcd put → first successful answer, p50/p99 over 500 puts), and the RSS and load
-//! time with 100,000 records. Needs Debian's `dnsperf` and `nsd`; everything runs on loopback.
+//! time with 100,000 records. With `SKYDNS_BENCH_DNSSEC=1` it first compares, over alternating
+//! rounds of the first case, skydns without `-dnssec`, with it for queries without DO (signing
+//! must not slow them), and with DO (signed on the fly) against NSD serving the same zone
+//! signed beforehand by `dnssec-signzone`. Needs Debian's `dnsperf`, `nsd` and, for DNSSEC,
+//! `bind9-utils`; everything runs on loopback.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -121,8 +125,13 @@ async fn clear(client: &mut Client) {
 }
 
 fn start_skydns(etcd: &EtcdServer, port: u16) -> Child {
+    start_skydns_with(etcd, port, &[])
+}
+
+fn start_skydns_with(etcd: &EtcdServer, port: u16, extra: &[&str]) -> Child {
     let mut command = Command::new(BIN);
     command
+        .args(extra)
         .args(["-machines", &etcd.endpoint()])
         .args(["-addr", &format!("127.0.0.1:{port}")])
         .args(["-domain", DOMAIN, "-no-rec", "-nameservers", "127.0.0.1:9"])
@@ -155,6 +164,12 @@ fn stop(mut child: Child) {
 }
 
 fn start_nsd(dir: &Path, case: &Case, port: u16) -> Child {
+    start_nsd_signed(dir, case, port, None)
+}
+
+/// NSD serving the case's zone; with `keys`, the zone signed by `dnssec-signzone` with the
+/// keys in that directory first.
+fn start_nsd_signed(dir: &Path, case: &Case, port: u16, keys: Option<&Path>) -> Child {
     let mut zone = format!(
         "$ORIGIN {DOMAIN}\n$TTL 3600\n@ IN SOA ns.dns hostmaster.skydns.local. 1 28800 7200 604800 60\n@ IN NS ns.dns\nns.dns IN A 127.0.0.1\n"
     );
@@ -162,6 +177,22 @@ fn start_nsd(dir: &Path, case: &Case, port: u16) -> Child {
         writeln!(zone, "{name} IN {rtype} {rdata}").unwrap();
     }
     std::fs::write(dir.join("zone"), zone).unwrap();
+    let zonefile = match keys {
+        None => "zone",
+        Some(keys) => {
+            let status = Command::new("dnssec-signzone")
+                .arg("-K")
+                .arg(keys)
+                .args(["-S", "-P", "-3", "-", "-o", DOMAIN, "-f"])
+                .arg(dir.join("zone.signed"))
+                .arg(dir.join("zone"))
+                .stdout(Stdio::null())
+                .status()
+                .expect("run dnssec-signzone (apt-get install bind9-utils)");
+            assert!(status.success(), "dnssec-signzone failed");
+            "zone.signed"
+        }
+    };
     let d = dir.display();
     let conf = format!(
         "server:\n  ip-address: 127.0.0.1@{port}\n  port: {port}\n  username: \"\"\n  chroot: \"\"\n  \
@@ -169,7 +200,7 @@ fn start_nsd(dir: &Path, case: &Case, port: u16) -> Child {
          zonelistfile: \"{d}/zone.list\"\n  logfile: \"{d}/nsd.log\"\n  server-count: 2\n  reuseport: yes\n  \
          rrl-ratelimit: 0\n  rrl-whitelist-ratelimit: 0\n  verbosity: 0\n\
          remote-control:\n  control-enable: no\n\
-         zone:\n  name: \"{DOMAIN}\"\n  zonefile: \"{d}/zone\"\n"
+         zone:\n  name: \"{DOMAIN}\"\n  zonefile: \"{d}/{zonefile}\"\n"
     );
     std::fs::write(dir.join("nsd.conf"), conf).unwrap();
     let mut command = Command::new("nsd");
@@ -183,12 +214,16 @@ fn start_nsd(dir: &Path, case: &Case, port: u16) -> Child {
 }
 
 fn dnsperf(port: u16, queries: &Path, edns: bool) -> f64 {
+    dnsperf_with(port, queries, if edns { &["-e"] } else { &[] })
+}
+
+fn dnsperf_with(port: u16, queries: &Path, flags: &[&str]) -> f64 {
     let output = Command::new("dnsperf")
         .args(["-s", "127.0.0.1", "-p", &port.to_string()])
         .arg("-d")
         .arg(queries)
         .args(["-l", SECONDS, "-c", "10", "-q", "200"])
-        .args(if edns { &["-e"][..] } else { &[] })
+        .args(flags)
         .output()
         .expect("run dnsperf (apt-get install dnsperf)");
     let text = String::from_utf8_lossy(&output.stdout);
@@ -226,6 +261,10 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdServer::start().await;
     let mut client = etcd.client().await;
+
+    if std::env::var_os("SKYDNS_BENCH_DNSSEC").is_some() {
+        dnssec(&etcd, &mut client, dir.path()).await;
+    }
 
     println!("== throughput: dnsperf -c 10 -l {SECONDS}, same query file for both servers");
     // SKYDNS_BENCH_CASES=13 runs cases 1 and 3 only; SKYDNS_BENCH_ONLY_THROUGHPUT skips the rest.
@@ -352,4 +391,81 @@ async fn main() {
         load.as_secs_f64(),
         rss as f64 / 1024.0
     );
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)))
+}
+
+/// Case 1 in alternating rounds: skydns plain, with `-dnssec` (no DO, then DO), and NSD with
+/// the zone signed beforehand (DO).
+async fn dnssec(etcd: &EtcdServer, client: &mut Client, dir: &Path) {
+    const ROUNDS: usize = 3;
+    println!(
+        "== DNSSEC, one name with 2 A records: {ROUNDS} alternating rounds of dnsperf -l {SECONDS}"
+    );
+    let case = case_two_records();
+    clear(client).await;
+    load_keys(client, &case.keys).await;
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let output = Command::new("dnssec-keygen")
+        .arg("-K")
+        .arg(&keys)
+        .args(["-a", "ECDSAP256SHA256", "-n", "ZONE", DOMAIN])
+        .output()
+        .expect("run dnssec-keygen (apt-get install bind9-utils)");
+    let base = keys.join(String::from_utf8_lossy(&output.stdout).trim());
+    let base = base.to_string_lossy().into_owned();
+    let queries = dir.join("dnssec-queries");
+    std::fs::write(&queries, case.queries.join("\n") + "\n").unwrap();
+    let name = format!("elasticsearch-9200.{DOMAIN}");
+    let mut figures: [Vec<f64>; 4] = Default::default();
+    for round in 0..ROUNDS {
+        for (i, (args, flags)) in [
+            (&[][..], &[][..]),
+            (&["-dnssec", base.as_str()][..], &[][..]),
+            (&["-dnssec", base.as_str()][..], &["-D"][..]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let port = free_tcp_udp_port();
+            let skydns = start_skydns_with(etcd, port, args);
+            wait_answer(port, &name, RecordType::A).await;
+            figures[i].push(dnsperf_with(port, &queries, flags));
+            stop(skydns);
+        }
+        let nsd_dir = dir.join(format!("nsd-signed-{round}"));
+        std::fs::create_dir_all(&nsd_dir).unwrap();
+        let port = free_tcp_udp_port();
+        let nsd = start_nsd_signed(&nsd_dir, &case, port, Some(&keys));
+        wait_answer(port, &name, RecordType::A).await;
+        figures[3].push(dnsperf_with(port, &queries, &["-D"]));
+        stop(nsd);
+    }
+    let labels = [
+        "skydns, no -dnssec",
+        "skydns -dnssec, queries without DO",
+        "skydns -dnssec, DO (signed on the fly)",
+        "nsd, pre-signed zone, DO",
+    ];
+    for (label, values) in labels.iter().zip(&figures) {
+        let (lo, hi) = min_max(values);
+        println!("{label:<42} {lo:>9.0}–{hi:.0} QPS");
+    }
+    let ratio = |a: usize, b: usize| {
+        let pairs: Vec<f64> = figures[a]
+            .iter()
+            .zip(&figures[b])
+            .map(|(x, y)| x / y)
+            .collect();
+        min_max(&pairs)
+    };
+    let (lo, hi) = ratio(1, 0);
+    println!("unsigned queries with -dnssec / without: {lo:.2}–{hi:.2} (per round)");
+    let (lo, hi) = ratio(2, 3);
+    println!("signed on the fly / nsd pre-signed:      {lo:.2}–{hi:.2} (per round)");
 }
