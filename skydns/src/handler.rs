@@ -561,7 +561,7 @@ mod tests {
             zone,
             config.forward_allow,
             Metrics::new().unwrap(),
-            false,
+            crate::state::Features::default(),
             config.limits,
         );
         let schema = KeySchema::default();

@@ -33,7 +33,7 @@ pub use config::{Config, Flags};
 use config::{ConfigError, Settings};
 use handler::DnsHandler;
 use metrics::{Metrics, MetricsError};
-use state::Shared;
+use state::{Features, Shared};
 use tcp::TcpServer;
 use watcher::Watcher;
 
@@ -94,27 +94,31 @@ pub async fn run_with(
     let zone = settings.resolve(config.resolv_conf.as_deref())?;
     let (namespace, subsystem) = &config.metrics_names;
     let metrics = Metrics::with_names(namespace, subsystem)?;
-    let mut shared = Shared::new(
+    let dnssec = if settings.dnssec.is_empty() {
+        None
+    } else {
+        let key = dnssec::Dnssec::load(
+            &settings.dnssec,
+            &zone.domain,
+            zone.ttl,
+            zone.min_ttl,
+            settings.scache,
+            metrics.cache_miss_signature.clone(),
+        )?;
+        tracing::info!(key = %key.describe(), scache = settings.scache, "signing with {}", settings.dnssec);
+        Some(key)
+    };
+    let shared = Arc::new(Shared::new(
         zone,
         config.forward_allow.clone(),
         metrics,
-        config.verbose,
+        Features {
+            verbose: config.verbose,
+            stubzones: config.stubzones,
+            dnssec,
+        },
         config.limits,
-    );
-    shared.stubzones = config.stubzones;
-    if !settings.dnssec.is_empty() {
-        let key = dnssec::Dnssec::load(
-            &settings.dnssec,
-            &shared.zone.domain,
-            shared.zone.ttl,
-            shared.zone.min_ttl,
-            settings.scache,
-            shared.metrics.cache_miss_signature.clone(),
-        )?;
-        tracing::info!(key = %key.describe(), scache = settings.scache, "signing with {}", settings.dnssec);
-        shared.dnssec = Some(key);
-    }
-    let shared = Arc::new(shared);
+    ));
 
     let mut watcher = Watcher::new(client, config.schema.clone(), shared.clone());
     let retry = common::etcd::retry_policy();

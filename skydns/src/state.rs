@@ -36,12 +36,26 @@ pub struct Shared {
     pub dnssec: Option<Dnssec>,
 }
 
+/// What the server does besides answering from the index, as the flags and the etcd document
+/// chose it.
+#[derive(Debug, Default)]
+pub struct Features {
+    /// Log every query (`-verbose`).
+    pub verbose: bool,
+    /// Forward zones listed under `stub.dns.<domain>` (`-stubzones`).
+    pub stubzones: bool,
+    /// Sign answers to DO queries with this key (`-dnssec`).
+    pub dnssec: Option<Dnssec>,
+}
+
 impl Shared {
+    /// Everything one server shares, built once (the index starts empty until the watcher
+    /// stores the first snapshot).
     pub fn new(
         zone: Zone,
         forward_allow: Vec<IpNet>,
         metrics: Metrics,
-        verbose: bool,
+        features: Features,
         limits: Limits,
     ) -> Self {
         let pool = ForwardPool::new(limits.forward_max_inflight, metrics.forward_refused.clone());
@@ -60,10 +74,10 @@ impl Shared {
             upstream,
             forward_allow,
             metrics,
-            verbose,
-            stubzones: false,
+            verbose: features.verbose,
+            stubzones: features.stubzones,
             limits,
-            dnssec: None,
+            dnssec: features.dnssec,
         }
     }
 
