@@ -25,6 +25,8 @@ pub struct DeriveOptions {
     pub ip_label: Option<String>,
     /// `-network`: the network whose address `-internal` registers (`SERVICE_NETWORK` wins).
     pub network: Option<String>,
+    /// `-ipv6`: with `-internal`, a dual-stack endpoint's IPv6 address is registered too.
+    pub ipv6: bool,
     /// `-tags`, as written.
     pub forced_tags: String,
     /// `-ttl` in seconds (0 = none), copied into each service.
@@ -182,7 +184,18 @@ pub fn derive_services(
             }
         }
 
-        out.services.push(Service {
+        // -ipv6: the same endpoint's IPv6 address as a second record, when the address
+        // registered above is its IPv4 one (not for a label's address or a shared stack).
+        let second = match &stack {
+            NetworkStack::Own(Some(v4))
+                if options.ipv6 && options.internal && options.ip_label.is_none() =>
+            {
+                let network = meta.get("network").or(options.network.as_deref());
+                dual_stack_ipv6(container, network, v4)
+            }
+            _ => None,
+        };
+        let service = Service {
             id,
             name,
             ip,
@@ -191,9 +204,41 @@ pub fn derive_services(
             tags,
             attributes: meta.attributes(),
             ttl: options.ttl,
+        };
+        let ipv6 = second.map(|v6| Service {
+            id: format!("{}-ipv6", service.id),
+            ip: v6,
+            ..service.clone()
         });
+        out.services.push(service);
+        out.services.extend(ipv6);
     }
     out
+}
+
+/// The IPv6 address of the endpoint whose IPv4 address is `v4` (on `network` if the container
+/// is on it, else as [`container_ip`] chooses), when that endpoint has both.
+fn dual_stack_ipv6(
+    container: &ContainerInspectResponse,
+    network: Option<&str>,
+    v4: &str,
+) -> Option<String> {
+    let networks = container.network_settings.as_ref()?.networks.as_ref()?;
+    let endpoint = network
+        .and_then(|n| networks.get(n))
+        .filter(|e| e.ip_address.as_deref() == Some(v4))
+        .or_else(|| {
+            let mut named: Vec<_> = networks.iter().collect();
+            named.sort_by(|a, b| a.0.cmp(b.0));
+            named
+                .into_iter()
+                .map(|(_, e)| e)
+                .find(|e| e.ip_address.as_deref() == Some(v4))
+        })?;
+    endpoint
+        .global_ipv6_address
+        .clone()
+        .filter(|v6| !v6.is_empty())
 }
 
 /// The network stack a container's ports live in, with its address if it has one.

@@ -75,6 +75,13 @@ pub struct Options {
     )]
     pub network: String,
 
+    /// With -internal: also register the container's IPv6 address on that network, when it
+    /// has one besides its IPv4 address, as a second record `<id>-ipv6` (an AAAA in skydns)
+    #[arg(long, env = "REGISTRATOR_IPV6", num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub ipv6: bool,
+
     /// Take the service IP from this container label (a /prefix suffix is cut off)
     #[arg(
         long = "useIpFromLabel",
@@ -310,6 +317,7 @@ impl Options {
                 explicit: self.explicit,
                 ip_label: non_empty(self.use_ip_from_label),
                 network: non_empty(self.network),
+                ipv6: self.ipv6,
                 forced_tags: self.tags,
                 ..DeriveOptions::default()
             },

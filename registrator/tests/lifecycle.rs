@@ -778,12 +778,44 @@ struct TestNetwork(String);
 impl TestNetwork {
     /// A new bridge network `name`, removed on drop (after the containers declared later).
     async fn create(docker: &TestDocker, name: String) -> Self {
+        Self::create_with(
+            docker,
+            bollard::models::NetworkCreateRequest {
+                name,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    /// A new dual-stack bridge network `name` with the IPv6 subnet `subnet`.
+    async fn create_dual_stack(docker: &TestDocker, name: String, subnet: &str) -> Self {
+        Self::create_with(
+            docker,
+            bollard::models::NetworkCreateRequest {
+                name,
+                enable_ipv6: Some(true),
+                ipam: Some(bollard::models::Ipam {
+                    config: Some(vec![bollard::models::IpamConfig {
+                        subnet: Some(subnet.to_owned()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    async fn create_with(
+        docker: &TestDocker,
+        request: bollard::models::NetworkCreateRequest,
+    ) -> Self {
+        let name = request.name.clone();
         docker
             .docker()
-            .create_network(bollard::models::NetworkCreateRequest {
-                name: name.clone(),
-                ..Default::default()
-            })
+            .create_network(request)
             .await
             .unwrap_or_else(|e| panic!("creating network {name}: {e}"));
         Self(name)
@@ -798,6 +830,53 @@ impl Drop for TestNetwork {
             .stderr(std::process::Stdio::null())
             .status();
     }
+}
+
+/// `-ipv6`: a container on a dual-stack network gets its IPv4 record and a second one with its
+/// IPv6 address (`<id>-ipv6`, an AAAA in skydns); both go when it stops.
+#[tokio::test]
+async fn ipv6_registers_both_addresses_of_a_dual_stack_endpoint() {
+    let docker = TestDocker::connect().await;
+    let pid = std::process::id();
+    let subnet = format!("fd00:{:x}::/64", pid % 0xffff);
+    let network =
+        TestNetwork::create_dual_stack(&docker, format!("regtest-dual-{pid}"), &subnet).await;
+    let container = docker
+        .run(
+            ContainerSpec::idle()
+                .network_mode(&network.0)
+                .expose(8080)
+                .env("SERVICE_NAME", "dual")
+                .env("SERVICE_ID", "d1"),
+        )
+        .await;
+    let endpoint = container
+        .inspect()
+        .await
+        .network_settings
+        .and_then(|n| n.networks)
+        .and_then(|mut n| n.remove(&network.0))
+        .unwrap();
+    let v4 = endpoint.ip_address.unwrap();
+    let v6 = endpoint.global_ipv6_address.unwrap();
+    assert!(
+        v6.starts_with(&subnet[..subnet.len() - 4]),
+        "{v6} in {subnet}"
+    );
+    let etcd = EtcdServer::start().await;
+    let mut client = etcd.client().await;
+    let registry = format!("etcd://{}/dual", etcd.host_port());
+    let _registrator = Registrator::start(&["-internal", "-ipv6", &registry]);
+    wait_key(&mut client, "/dual/dual/d1", Some(&format!("{v4}:8080"))).await;
+    wait_key(
+        &mut client,
+        "/dual/dual/d1-ipv6",
+        Some(&format!("[{v6}]:8080")),
+    )
+    .await;
+    drop(container);
+    wait_key(&mut client, "/dual/dual/d1", None).await;
+    wait_key(&mut client, "/dual/dual/d1-ipv6", None).await;
 }
 
 #[tokio::test]

@@ -374,6 +374,48 @@ fn cases() -> Vec<Case> {
             expected: &[("web", "host1:c1:80", "127.0.0.1", 8080)],
         },
         Case {
+            what: "-ipv6 adds a dual-stack endpoint's IPv6 address as <id>-ipv6",
+            container: multi_network(&["SERVICE_ID=w1"]),
+            network_container: None,
+            options: DeriveOptions {
+                internal: true,
+                ipv6: true,
+                network: Some("overlay".into()),
+                ..options()
+            },
+            expected: &[
+                ("web", "w1", "10.0.9.7", 80),
+                ("web", "w1-ipv6", "fd00::7", 80),
+            ],
+        },
+        Case {
+            what: "-ipv6 on an IPv4-only endpoint adds nothing",
+            container: multi_network(&[]),
+            network_container: None,
+            options: DeriveOptions {
+                internal: true,
+                ipv6: true,
+                ..options()
+            },
+            expected: &[("web", "host1:web:80", "172.20.0.5", 80)],
+        },
+        Case {
+            what: "-ipv6 without -internal registers the published port only",
+            container: bridge(
+                "web",
+                &[],
+                json!({}),
+                &["80/tcp"],
+                json!({"80/tcp": published("127.0.0.1", "8080")}),
+            ),
+            network_container: None,
+            options: DeriveOptions {
+                ipv6: true,
+                ..options()
+            },
+            expected: &[("web", "host1:c1:80", "127.0.0.1", 8080)],
+        },
+        Case {
             what: "SERVICE_NETWORK of an IPv6-only network registers its IPv6 address",
             container: multi_network(&["SERVICE_NETWORK=v6only"]),
             network_container: None,
