@@ -17,6 +17,7 @@ pub mod position;
 pub mod positions_file;
 pub mod pump;
 pub mod queue;
+pub mod relp;
 pub mod render;
 pub mod route;
 pub mod routes;
