@@ -353,6 +353,38 @@ pub async fn run(sender: Sender, cancel: CancellationToken) {
     }
 }
 
+fn serverclose() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "RELP server sent serverclose",
+    )
+}
+
+/// Marks the message `frame` (a `rsp`) answers as acknowledged; anything else is an error.
+fn acknowledge(window: &mut VecDeque<Pending>, frame: &Frame) -> io::Result<()> {
+    if frame.command != "rsp" {
+        return Err(protocol(format!(
+            "unexpected RELP command {:?} from the server",
+            frame.command
+        )));
+    }
+    let Some(pending) = window.iter_mut().find(|p| p.txnr == frame.txnr && !p.acked) else {
+        return Err(protocol(format!(
+            "RELP rsp for transaction {} that is not outstanding",
+            frame.txnr
+        )));
+    };
+    if frame.status() != Some(200) {
+        return Err(protocol(format!(
+            "RELP server refused message {}: {:?}",
+            frame.txnr,
+            String::from_utf8_lossy(&frame.data)
+        )));
+    }
+    pending.acked = true;
+    Ok(())
+}
+
 /// Sends messages from `*acked` on and reads their acknowledgements, removing acknowledged
 /// messages from the queue in order.
 async fn session_loop(
@@ -369,12 +401,14 @@ async fn session_loop(
     let mut next = *acked;
     // When the oldest unacknowledged message was sent (or last acknowledgement read).
     let mut waiting_since = Instant::now();
+    // The server sent `serverclose`: nothing more is sent, its last answers are read.
+    let mut closing = false;
     loop {
         let limit = sender.timeouts.write;
         let ack_deadline = tokio::time::Instant::from_std(waiting_since + limit);
         tokio::select! {
             _ = cancel.cancelled() => return Ended::Cancelled,
-            batch = queue.batch(next, WRITE_BYTES), if window.len() < WINDOW => {
+            batch = queue.batch(next, WRITE_BYTES), if window.len() < WINDOW && !closing => {
                 let Some((start, batch)) = batch else {
                     if window.is_empty() {
                         return Ended::Done;
@@ -400,28 +434,27 @@ async fn session_loop(
                 }
             }
             read = session.fill() => {
-                if let Err(e) = read {
-                    return Ended::Broken(e);
-                }
-                loop {
+                // What ends this session, if anything; acknowledgements read before it count.
+                let mut ended = match read {
+                    Err(_) if closing => Some(Ended::Broken(serverclose())),
+                    Err(e) => Some(Ended::Broken(e)),
+                    Ok(()) => None,
+                };
+                while ended.is_none() {
                     let frame = match session.buffered() {
                         Ok(Some(frame)) => frame,
                         Ok(None) => break,
-                        Err(e) => return Ended::Broken(e),
+                        Err(e) => {
+                            ended = Some(Ended::Broken(e));
+                            break;
+                        }
                     };
                     if frame.command == "serverclose" {
-                        return Ended::Broken(io::Error::new(io::ErrorKind::ConnectionAborted, "RELP server sent serverclose"));
+                        // rsyslog may still answer what it took before: read on until it closes.
+                        closing = true;
+                        continue;
                     }
-                    if frame.command != "rsp" {
-                        return Ended::Broken(protocol(format!("unexpected RELP command {:?} from the server", frame.command)));
-                    }
-                    let Some(pending) = window.iter_mut().find(|p| p.txnr == frame.txnr && !p.acked) else {
-                        return Ended::Broken(protocol(format!("RELP rsp for transaction {} that is not outstanding", frame.txnr)));
-                    };
-                    if frame.status() != Some(200) {
-                        return Ended::Broken(protocol(format!("RELP server refused message {}: {:?}", frame.txnr, String::from_utf8_lossy(&frame.data))));
-                    }
-                    pending.acked = true;
+                    ended = acknowledge(&mut window, &frame).err().map(Ended::Broken);
                     waiting_since = Instant::now();
                 }
                 let mut delivered = 0u64;
@@ -438,8 +471,17 @@ async fn session_loop(
                         *recovered = true;
                     }
                 }
+                if let Some(ended) = ended {
+                    return ended;
+                }
+                if closing && window.is_empty() {
+                    return Ended::Broken(serverclose());
+                }
             }
             _ = tokio::time::sleep_until(ack_deadline), if !window.is_empty() => {
+                if closing {
+                    return Ended::Broken(serverclose());
+                }
                 return Ended::Broken(timed_out(format!("no RELP acknowledgement within {limit:?}")));
             }
         }
