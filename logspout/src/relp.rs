@@ -491,6 +491,168 @@ async fn session_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::net::TcpListener;
+
+    use crate::metrics::Metrics;
+    use crate::queue::RouteQueue;
+    use crate::route::Transport;
+    use crate::sender::Timeouts;
+
+    type Received = Arc<Mutex<Vec<Vec<String>>>>;
+
+    /// A RELP server on loopback. On the first connection it acknowledges the first message
+    /// and answers the second with `hostile` (then just reads on); later connections
+    /// acknowledge everything. Records the messages of each connection.
+    async fn fake_server(hostile: &'static [u8]) -> (std::net::SocketAddr, Received) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received: Received = Arc::default();
+        let log = received.clone();
+        tokio::spawn(async move {
+            for conn in 0.. {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                log.lock().unwrap().push(Vec::new());
+                let mut buf = BytesMut::new();
+                let mut syslogs = 0;
+                loop {
+                    let frame = match parse(&buf) {
+                        Ok(Some((frame, used))) => {
+                            buf.advance(used);
+                            frame
+                        }
+                        Ok(None) => match stream.read_buf(&mut buf).await {
+                            Ok(1..) => continue,
+                            _ => break,
+                        },
+                        Err(e) => panic!("client sent a bad frame: {e}"),
+                    };
+                    let mut answer = Vec::new();
+                    match frame.command.as_str() {
+                        "open" => encode(frame.txnr, "rsp", b"200 OK", &mut answer),
+                        "syslog" => {
+                            syslogs += 1;
+                            log.lock().unwrap()[conn]
+                                .push(String::from_utf8_lossy(&frame.data).into_owned());
+                            if conn == 0 && syslogs == 2 {
+                                answer.extend_from_slice(hostile);
+                            } else if conn > 0 || syslogs == 1 {
+                                encode(frame.txnr, "rsp", b"200 OK", &mut answer);
+                            }
+                        }
+                        "close" => encode(frame.txnr, "rsp", b"", &mut answer),
+                        other => panic!("unexpected command {other}"),
+                    }
+                    if stream.write_all(&answer).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (addr, received)
+    }
+
+    fn sender(addr: std::net::SocketAddr, queue: Arc<RouteQueue>, metrics: Metrics) -> Sender {
+        Sender {
+            route_id: "relp-test".into(),
+            address: addr.to_string(),
+            transport: Transport::Relp,
+            tls: None,
+            queue,
+            metrics,
+            backoff: common::Backoff {
+                min_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(50),
+                factor: 2.0,
+                jitter: false,
+                max_retries: None,
+            },
+            timeouts: Timeouts {
+                write: Duration::from_millis(500),
+                keepalive: None,
+                ..Timeouts::DEFAULT
+            },
+            retry_count: 3,
+            datagram_chunks: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_answers_drop_the_session_and_only_unacknowledged_messages_go_again() {
+        let huge = b"3 rsp 999999 200 OK\n";
+        let flood: &'static [u8] = Box::leak(
+            [&b"3 rsp 65536 200 OK "[..], &[b'x'; 70_000]]
+                .concat()
+                .into_boxed_slice(),
+        );
+        let cases: [(&str, &'static [u8]); 9] = [
+            ("truncated", b"3 rsp 6 200"),
+            ("huge DATALEN", huge),
+            ("oversized frame", flood),
+            ("non-digit TXNR", b"x rsp 6 200 OK\n"),
+            ("non-digit DATALEN", b"3 rsp six 200 OK\n"),
+            ("wrong TXNR", b"77 rsp 6 200 OK\n"),
+            ("TXNR answered twice", b"2 rsp 6 200 OK\n"),
+            ("refused", b"3 rsp 9 500 Nope\n"),
+            ("serverclose", b"0 serverclose 0\n"),
+        ];
+        for (name, hostile) in cases {
+            let (addr, received) = fake_server(hostile).await;
+            let queue = Arc::new(RouteQueue::new(1 << 20));
+            for m in ["m1\n", "m2\n", "m3\n"] {
+                queue.push(Bytes::from(m));
+            }
+            let metrics = Metrics::new().unwrap();
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn(run(
+                sender(addr, queue.clone(), metrics.clone()),
+                cancel.clone(),
+            ));
+            let drained = tokio::time::timeout(Duration::from_secs(10), async {
+                while !queue.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+            assert!(drained.is_ok(), "{name}: queue not drained");
+            assert!(!task.is_finished(), "{name}: sender ended");
+            cancel.cancel();
+            assert!(task.await.is_ok(), "{name}: sender panicked");
+            let received = received.lock().unwrap().clone();
+            assert_eq!(received[0], ["m1", "m2", "m3"], "{name}");
+            // m1 was acknowledged: only m2 and m3 go again, once.
+            assert_eq!(received[1], ["m2", "m3"], "{name}");
+            assert_eq!(received.len(), 2, "{name}");
+            let sent = metrics.lines_sent.with_label_values(&["relp-test"]).get();
+            assert_eq!(sent, 3, "{name}");
+            let reconnects = metrics.reconnects.with_label_values(&["relp-test"]).get();
+            assert_eq!(reconnects, 1, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_queue_is_sent_then_the_session_closed() {
+        let (addr, received) = fake_server(b"").await;
+        let queue = Arc::new(RouteQueue::new(1 << 20));
+        queue.push(Bytes::from("only\n"));
+        queue.close();
+        let metrics = Metrics::new().unwrap();
+        let done = tokio::time::timeout(
+            Duration::from_secs(10),
+            run(
+                sender(addr, queue.clone(), metrics),
+                CancellationToken::new(),
+            ),
+        )
+        .await;
+        assert!(done.is_ok(), "sender did not finish");
+        assert!(queue.is_empty());
+        assert_eq!(received.lock().unwrap()[0], ["only"]);
+    }
 
     #[test]
     fn frames_encode_as_the_spec_says() {
