@@ -1,6 +1,7 @@
 //! `relp://` against a real rsyslogd with imrelp (run in the foreground as this test's child,
 //! with only its own configuration): numbered lines from a container arrive exactly once
-//! although rsyslogd is restarted twice mid-stream.
+//! although rsyslogd is restarted mid-stream, over plain TCP and over TLS with a client
+//! certificate.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -14,7 +15,8 @@ use harness::process::{free_tcp_port, spawn_tied, terminate};
 use harness::{ContainerSpec, TestDocker, wait_until};
 use support::{Logspout, WAIT, unique};
 
-/// rsyslogd receiving RELP on 127.0.0.1:`port`, writing each message's text to `out.log`.
+/// rsyslogd receiving RELP on 127.0.0.1:`port`, writing each message's text to `out.log`;
+/// with TLS, requiring a client certificate from the test CA.
 struct Rsyslogd {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -22,13 +24,20 @@ struct Rsyslogd {
 }
 
 impl Rsyslogd {
-    fn start() -> Self {
+    fn start(tls: Option<&Path>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_tcp_port();
+        let tls = tls.map_or_else(String::new, |certs| {
+            let certs = certs.display();
+            format!(
+                " tls=\"on\" tls.caCert=\"{certs}/ca.pem\" tls.myCert=\"{certs}/server.pem\" \
+                 tls.myPrivKey=\"{certs}/server.key\" tls.authMode=\"certvalid\" tls.permittedPeer=[\"*\"]"
+            )
+        });
         let conf = format!(
             "global(workDirectory=\"{dir}\")\n\
              module(load=\"imrelp\")\n\
-             input(type=\"imrelp\" port=\"{port}\" address=\"127.0.0.1\")\n\
+             input(type=\"imrelp\" port=\"{port}\" address=\"127.0.0.1\"{tls})\n\
              template(name=\"msgonly\" type=\"string\" string=\"%msg%\\n\")\n\
              *.* action(type=\"omfile\" file=\"{dir}/out.log\" template=\"msgonly\")\n",
             dir = dir.path().display()
@@ -113,45 +122,61 @@ fn numbers(path: &Path) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn relp_delivers_every_line_once_across_receiver_restarts() {
-    const LINES: u64 = 5000;
+/// Ships `lines` numbered lines over `scheme` (`relp` or `relp+tls`) to rsyslogd, restarting
+/// it whenever `restart_at` lines have arrived, and asserts each arrived once, in order.
+async fn ship_across_restarts(lines: u64, restart_at: &[usize], tls: Option<&Path>) {
     let docker = TestDocker::connect().await;
-    let mut rsyslogd = Rsyslogd::start();
+    let mut rsyslogd = Rsyslogd::start(tls);
     let name = unique("ls-relp");
-    let route = format!("relp://127.0.0.1:{}?filter.name={name}", rsyslogd.port);
-    let logspout = Logspout::start(Some(&route), &[]).await;
-    // About 100 lines every 50 ms: some 3 s of lines, so that the restarts fall mid-stream.
+    let (scheme, host) = if tls.is_some() {
+        ("relp+tls", "localhost")
+    } else {
+        ("relp", "127.0.0.1")
+    };
+    let route = format!("{scheme}://{host}:{}?filter.name={name}", rsyslogd.port);
+    let path = |file: &str| {
+        tls.map(|d| d.join(file).display().to_string())
+            .unwrap_or_default()
+    };
+    let (ca, cert, key) = (path("ca.pem"), path("client.pem"), path("client.key"));
+    let env: Vec<(&str, &str)> = if tls.is_some() {
+        vec![
+            ("LOGSPOUT_TLS_CA_CERTS", ca.as_str()),
+            ("LOGSPOUT_TLS_DISABLE_SYSTEM_ROOTS", "true"),
+            ("LOGSPOUT_TLS_CLIENT_CERT", cert.as_str()),
+            ("LOGSPOUT_TLS_CLIENT_KEY", key.as_str()),
+        ]
+    } else {
+        Vec::new()
+    };
+    let logspout = Logspout::start(Some(&route), &env).await;
+    // About 100 lines every 50 ms, so that the restarts fall mid-stream.
     let script = format!(
-        "i=1; while [ $i -le {LINES} ]; do echo line-$i; \
+        "i=1; while [ $i -le {lines} ]; do echo line-$i; \
            if [ $((i % 100)) = 0 ]; then sleep 0.05; fi; i=$((i+1)); done; \
          trap 'exit 0' TERM; while true; do sleep 1; done"
     );
     let _container = docker.run(ContainerSpec::shell(&script).name(&name)).await;
     let out = rsyslogd.out();
-    for at in [1000, 2500] {
+    for &at in restart_at {
         wait_until(&format!("{at} lines in rsyslog's file"), WAIT, || async {
             (numbers(&out).len() >= at).then_some(())
         })
         .await;
         rsyslogd.restart().await;
     }
-    let got = wait_until("every line in rsyslog's file", WAIT, || async {
-        let got = numbers(&out);
-        (got.len() as u64 >= LINES).then_some(got)
+    wait_until("every line in rsyslog's file", WAIT, || async {
+        (numbers(&out).len() as u64 >= lines).then_some(())
     })
     .await;
     // Give duplicates, if any, a moment to show up.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let got = {
-        let later = numbers(&out);
-        if later.len() > got.len() { later } else { got }
-    };
+    let got = numbers(&out);
     let mut sorted = got.clone();
     sorted.sort_unstable();
     let mut unique_numbers = sorted.clone();
     unique_numbers.dedup();
-    let missing: Vec<u64> = (1..=LINES)
+    let missing: Vec<u64> = (1..=lines)
         .filter(|n| unique_numbers.binary_search(n).is_err())
         .collect();
     assert!(
@@ -171,14 +196,26 @@ async fn relp_delivers_every_line_once_across_receiver_restarts() {
         doubled.len(),
         &doubled[..doubled.len().min(20)]
     );
-    assert_eq!(got, (1..=LINES).collect::<Vec<u64>>(), "out of order");
-    assert!(logspout.metric("logspout_route_reconnects_total").await >= 2.0);
+    assert_eq!(got, (1..=lines).collect::<Vec<u64>>(), "out of order");
+    assert!(logspout.metric("logspout_route_reconnects_total").await >= restart_at.len() as f64);
     assert_eq!(
         logspout.metric("logspout_route_lines_out_total").await as u64,
-        LINES
+        lines
     );
     assert_eq!(
         logspout.metric("logspout_route_lines_dropped_total").await,
         0.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relp_delivers_every_line_once_across_receiver_restarts() {
+    ship_across_restarts(5000, &[1000, 2500], None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relp_over_tls_with_a_client_certificate_delivers_every_line_once_across_a_restart() {
+    let certs = tempfile::tempdir().unwrap();
+    harness::tls::make_certificates(certs.path());
+    ship_across_restarts(2000, &[800], Some(certs.path())).await;
 }
