@@ -454,6 +454,9 @@ async fn session_loop(
                         closing = true;
                         continue;
                     }
+                    if closing {
+                        tracing::debug!(route = %sender.route_id, txnr = frame.txnr, "RELP answer read after serverclose");
+                    }
                     ended = acknowledge(&mut window, &frame).err().map(Ended::Broken);
                     waiting_since = Instant::now();
                 }
