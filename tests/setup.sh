@@ -2,7 +2,8 @@
 # Installs and starts everything the tests and the demo need, idempotently:
 # Debian packages (etcd, busybox, protoc with its well-known .proto files, dig and delv, dnssec-keygen,
 # openssl for test certificates, headless chromium for the skydns page, systemd for
-# systemd-socket-activate, which runs skydns -systemd in its tests), a running Docker
+# systemd-socket-activate, which runs skydns -systemd in its tests, rsyslogd with imrelp for the
+# logspout RELP test, run by the test itself, never as the system logger), a running Docker
 # daemon, and the test image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 say() { echo "setup: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-packages=(etcd-server etcd-client busybox-static protobuf-compiler libprotobuf-dev dnsutils bind9-dnsutils bind9-utils openssl chromium systemd)
+packages=(etcd-server etcd-client busybox-static protobuf-compiler libprotobuf-dev dnsutils bind9-dnsutils bind9-utils openssl chromium systemd rsyslog rsyslog-relp)
 command -v docker >/dev/null 2>&1 || packages+=(docker.io)
 command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 missing=()

@@ -17,6 +17,7 @@ pub mod position;
 pub mod positions_file;
 pub mod pump;
 pub mod queue;
+pub mod relp;
 pub mod render;
 pub mod route;
 pub mod routes;
@@ -74,7 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     let routes = Arc::new(RouteTable::new(ctx, config.routes_path.clone()));
     tracing::info!(version = VERSION, "logspout starting");
     tracing::info!(
-        adapters = "raw syslog json gelf logstash multiline tcp udp tls",
+        adapters = "raw syslog json gelf logstash relp multiline tcp udp tls",
         persist = %config.routes_path.as_ref().map_or("(none)".into(), |p| p.display().to_string()),
         backlog = config.pump.backlog,
         "options"

@@ -57,9 +57,8 @@ impl Renderer {
     ) -> Result<Self, RouteError> {
         Ok(match spec.kind {
             AdapterKind::Syslog => {
-                let framing = spec
-                    .transport
-                    .is_stream()
+                // RELP frames each message itself: the line as on UDP (its LF is dropped).
+                let framing = (spec.transport.is_stream() && !spec.transport.is_relp())
                     .then_some(settings.syslog.framing);
                 Self::Syslog(SyslogRenderer::new(&settings.syslog, options)?, framing)
             }

@@ -68,6 +68,10 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// `relp://`: RELP over TCP, every message acknowledged (see [`crate::relp`]).
+    Relp,
+    /// `relp+tls://`: RELP over TLS.
+    RelpTls,
 }
 
 impl Transport {
@@ -82,6 +86,16 @@ impl Transport {
 
     pub fn is_stream(self) -> bool {
         self != Self::Udp
+    }
+
+    /// True for the RELP transports (the sender waits for each message's acknowledgement).
+    pub fn is_relp(self) -> bool {
+        matches!(self, Self::Relp | Self::RelpTls)
+    }
+
+    /// True when the connection is TLS (`…+tls`, `relp+tls`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::Tls | Self::RelpTls)
     }
 }
 
@@ -136,6 +150,20 @@ impl AdapterSpec {
                 };
                 let spec = Self {
                     kind,
+                    transport,
+                    multiline: false,
+                };
+                Ok((spec, adapter.to_owned()))
+            }
+            // RELP carries syslog lines: the syslog adapter's rendering, acknowledged delivery.
+            ["relp", rest @ ..] => {
+                let transport = match rest {
+                    [] => Transport::Relp,
+                    ["tls"] => Transport::RelpTls,
+                    _ => return Err(bad_transport()),
+                };
+                let spec = Self {
+                    kind: AdapterKind::Syslog,
                     transport,
                     multiline: false,
                 };
@@ -431,6 +459,19 @@ mod tests {
                 Transport::Tcp,
                 "multiline+tcp",
             ),
+            ("relp", AdapterKind::Syslog, Transport::Relp, "relp"),
+            (
+                "relp+tls",
+                AdapterKind::Syslog,
+                Transport::RelpTls,
+                "relp+tls",
+            ),
+            (
+                "multiline+relp",
+                AdapterKind::Syslog,
+                Transport::Relp,
+                "multiline+relp",
+            ),
         ];
         for (adapter, kind, transport, shown) in ok {
             let (spec, name) = AdapterSpec::resolve(adapter).unwrap();
@@ -450,6 +491,9 @@ mod tests {
             ("syslog+tcp+x", "bad transport: syslog+tcp+x"),
             ("tcp+tls", "bad transport: tcp+tls"),
             ("udp+tcp", "bad transport: udp+tcp"),
+            ("relp+tcp", "bad transport: relp+tcp"),
+            ("relp+tls+x", "bad transport: relp+tls+x"),
+            ("syslog+relp", "bad transport: syslog+relp"),
             ("multiline+foo", "bad adapter: foo"),
             (
                 "multiline+multiline+raw",

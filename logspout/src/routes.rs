@@ -281,14 +281,15 @@ impl RouteTable {
         let (route, spec) = route.validate()?;
         let options: HashMap<String, String> = route.options.clone().into_iter().collect();
         let renderer = Renderer::new(spec, &self.ctx.adapters, &options)?;
-        let tls = match spec.transport {
-            Transport::Tls => Some(
+        let tls = if spec.transport.is_tls() {
+            Some(
                 self.ctx
                     .tls
                     .connector(&route.address)
                     .map_err(RouteError::from)?,
-            ),
-            _ => None,
+            )
+        } else {
+            None
         };
         let _guard = self.changes.lock().unwrap_or_else(|p| p.into_inner());
         if persist {
@@ -348,7 +349,11 @@ impl RouteTable {
                 && spec.kind == crate::route::AdapterKind::Gelf)
                 .then_some(GELF_CHUNK_BYTES),
         };
-        self.senders.spawn(sender.run(cancel.clone()));
+        if spec.transport.is_relp() {
+            self.senders.spawn(crate::relp::run(sender, cancel.clone()));
+        } else {
+            self.senders.spawn(sender.run(cancel.clone()));
+        }
         let active = Arc::new(ActiveRoute {
             route: route.clone(),
             sink,

@@ -103,6 +103,11 @@ impl std::fmt::Debug for Sender {
     }
 }
 
+/// A byte stream to a destination: TCP or TLS.
+pub(crate) trait Stream: AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<S: AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for S {}
+
 enum Connection {
     Udp(UdpSocket, Instant),
     Tcp(TcpStream),
@@ -111,7 +116,7 @@ enum Connection {
 
 /// Whether the route is stalled, and its reporting: one warning when it stalls, debug lines
 /// while it stays stalled, one info line when a batch is written again.
-struct Stall {
+pub(crate) struct Stall {
     since: Option<Instant>,
     failures: u64,
     gauge: IntGauge,
@@ -119,7 +124,7 @@ struct Stall {
 }
 
 impl Stall {
-    fn new(sender: &Sender) -> Self {
+    pub(crate) fn new(sender: &Sender) -> Self {
         let gauge = sender
             .metrics
             .route_stalled
@@ -137,12 +142,18 @@ impl Stall {
         }
     }
 
-    fn is_stalled(&self) -> bool {
+    pub(crate) fn is_stalled(&self) -> bool {
         self.since.is_some()
     }
 
     /// An attempt failed (`what` says which); the next one comes in `retry_in`.
-    fn failed(&mut self, sender: &Sender, what: &str, error: &io::Error, retry_in: Duration) {
+    pub(crate) fn failed(
+        &mut self,
+        sender: &Sender,
+        what: &str,
+        error: &io::Error,
+        retry_in: Duration,
+    ) {
         self.failures += 1;
         let retries_spent = self.failures == u64::from(sender.retry_count) + 1;
         if self.since.is_none() {
@@ -165,7 +176,12 @@ impl Stall {
     /// is queued. True if that ended a stall: a peer that stopped reading takes writes until
     /// its buffers are full, so a stall ends only once the queue is drained or the connection
     /// has taken writes for longer than the write timeout.
-    fn delivered(&mut self, sender: &Sender, connected_at: Instant, caught_up: bool) -> bool {
+    pub(crate) fn delivered(
+        &mut self,
+        sender: &Sender,
+        connected_at: Instant,
+        caught_up: bool,
+    ) -> bool {
         if self.since.is_none() || !(caught_up || connected_at.elapsed() >= sender.timeouts.write) {
             return false;
         }
@@ -307,6 +323,15 @@ impl Sender {
         }
     }
 
+    /// A TCP or TLS stream to the destination (for the RELP sender), as [`Self::connect`].
+    pub(crate) async fn connect_stream(&self) -> io::Result<(Box<dyn Stream>, SocketAddr)> {
+        match self.connect().await? {
+            (Connection::Tcp(stream), peer) => Ok((Box::new(stream), peer)),
+            (Connection::Tls(stream), peer) => Ok((stream, peer)),
+            (Connection::Udp(..), _) => Err(io::Error::other("a UDP route has no stream")),
+        }
+    }
+
     /// Connects to the first address the name resolves to that accepts; returns that address.
     async fn connect(&self) -> io::Result<(Connection, SocketAddr)> {
         let limit = self.timeouts.connect;
@@ -328,7 +353,8 @@ impl Sender {
             let attempt = match self.transport {
                 Transport::Udp => connect_udp(addr).await,
                 Transport::Tcp => self.connect_tcp(addr).await.map(Connection::Tcp),
-                Transport::Tls => self.connect_tls(addr).await,
+                Transport::Tls | Transport::RelpTls => self.connect_tls(addr).await,
+                Transport::Relp => self.connect_tcp(addr).await.map(Connection::Tcp),
             };
             match attempt {
                 Ok(conn) => return Ok((conn, addr)),
@@ -404,7 +430,7 @@ impl Sender {
     }
 }
 
-fn timed_out(message: String) -> io::Error {
+pub(crate) fn timed_out(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, message)
 }
 
