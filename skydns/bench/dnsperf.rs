@@ -183,6 +183,9 @@ fn start_nsd_signed(dir: &Path, case: &Case, port: u16, keys: Option<&Path>) -> 
             let status = Command::new("dnssec-signzone")
                 .arg("-K")
                 .arg(keys)
+                // -d: the dsset file goes beside the zone, not into the working directory.
+                .arg("-d")
+                .arg(dir)
                 .args(["-S", "-P", "-3", "-", "-o", DOMAIN, "-f"])
                 .arg(dir.join("zone.signed"))
                 .arg(dir.join("zone"))
