@@ -25,6 +25,9 @@ use crate::registry_uri::Backend;
 use crate::short;
 use crate::writer::{Command, Entry};
 
+/// After a reconnect to Docker, the second sync comes this long after the first.
+const SETTLE_RESYNC: Duration = Duration::from_secs(3);
+
 /// What the watcher needs besides the Docker connection.
 #[derive(Debug, Clone)]
 pub struct WatcherSettings {
@@ -144,6 +147,13 @@ impl ContainerWatcher {
         self.metrics.docker_connects.inc();
         tracing::info!(docker = %self.settings.docker.host, "listening for Docker events");
         self.sync(&docker).await.map_err(Lost::Listing)?;
+        // After a reconnect (a restarted daemon, often restoring live containers) the first
+        // listing can still show a container whose exit the daemon dropped while restoring
+        // ("ignoring event"): no `die` follows, so one more sync a few seconds later catches it.
+        let reconnected = self.metrics.docker_connects.get() > 1;
+        let settle = tokio::time::sleep(SETTLE_RESYNC);
+        tokio::pin!(settle);
+        let mut settled = !reconnected;
 
         let resync_every = self.settings.resync.unwrap_or(Duration::from_secs(86_400));
         let mut resync =
@@ -153,6 +163,10 @@ impl ContainerWatcher {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = resync.tick(), if self.settings.resync.is_some() => {
+                    self.sync(&docker).await.map_err(Lost::Resync)?;
+                }
+                () = &mut settle, if !settled => {
+                    settled = true;
                     self.sync(&docker).await.map_err(Lost::Resync)?;
                 }
                 event = events.next() => match event {
