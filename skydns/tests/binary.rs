@@ -198,17 +198,7 @@ async fn binary_authenticates_to_etcd_with_username_and_password_from_the_enviro
         .put("/skydns/local/skydns/web/b", r#"{"host":"10.0.0.8"}"#, None)
         .await
         .unwrap();
-    wait_until("the later write to be served", WAIT, || {
-        let client = client.clone();
-        async move {
-            client
-                .udp("web.skydns.local.", RecordType::A)
-                .await
-                .ok()
-                .filter(|r| r.answers.len() == 2)
-        }
-    })
-    .await;
+    wait_for_two_web_answers(&client, "the later write to be served").await;
     terminate(&child).unwrap();
     let status = wait_until("the binary to exit", WAIT, || {
         let exited = child.try_wait().unwrap();
@@ -280,17 +270,7 @@ async fn binary_reads_and_watches_etcd_over_tls_with_a_client_certificate() {
         .put("/skydns/local/skydns/web/b", r#"{"host":"10.0.0.8"}"#, None)
         .await
         .unwrap();
-    wait_until("the later write to be served over TLS", WAIT, || {
-        let client = client.clone();
-        async move {
-            client
-                .udp("web.skydns.local.", RecordType::A)
-                .await
-                .ok()
-                .filter(|r| r.answers.len() == 2)
-        }
-    })
-    .await;
+    wait_for_two_web_answers(&client, "the later write to be served over TLS").await;
     let status = skydns.stop();
     assert!(status.success(), "exit status {status}");
 }
@@ -677,4 +657,19 @@ fn the_readme_socket_activation_units_pass_systemd_analyze_verify() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Waits until `web.skydns.local.` answers with both of its A records (a later write served).
+async fn wait_for_two_web_answers(client: &harness::DnsClient, what: &str) {
+    wait_until(what, WAIT, || {
+        let client = client.clone();
+        async move {
+            client
+                .udp("web.skydns.local.", RecordType::A)
+                .await
+                .ok()
+                .filter(|r| r.answers.len() == 2)
+        }
+    })
+    .await;
 }
