@@ -938,16 +938,7 @@ async fn round_robin_shuffles_address_answers_and_off_keeps_key_order() {
         .iter()
         .map(|ip| ip.parse().unwrap())
         .collect();
-    let srv_ports = |reply: &hickory_proto::op::Message| -> Vec<u16> {
-        reply
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::SRV(srv) => Some(srv.port),
-                _ => None,
-            })
-            .collect()
-    };
+    let srv_ports = harness::dns::srv_ports_in_order;
 
     // On (the default): over 300 queries each address comes first about 100 times; the
     // bound of 30 is loose enough never to fail by chance (p < 1e-20 per address).

@@ -299,6 +299,11 @@ async fn serve_tcp(listener: TcpListener, state: Arc<Mutex<UpstreamState>>) {
 
 /// The ports of the SRV records in a reply's answer section.
 pub fn srv_ports(reply: &Message) -> std::collections::BTreeSet<u16> {
+    srv_ports_in_order(reply).into_iter().collect()
+}
+
+/// The ports of the SRV records in a reply's answer section, in answer order.
+pub fn srv_ports_in_order(reply: &Message) -> Vec<u16> {
     reply
         .answers
         .iter()
